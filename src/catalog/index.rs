@@ -1,0 +1,563 @@
+//! The SQLite catalog index: a rebuildable view of the `tracks/<id>/track.json` files, which stay
+//! the truth. The database runs in WAL mode, so a server reading it while an ingest writes sees
+//! new tracks on its next query without a restart; every write is one immediate transaction, and
+//! [`Catalog::reconcile`] (run on every open) makes the index equal to the track directories again
+//! after any crash. A corrupt database file is moved aside and rebuilt, which loses nothing.
+
+use std::collections::HashSet;
+use std::error::Error;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{fs, io};
+
+use rusqlite::TransactionBehavior::Immediate;
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params_from_iter};
+
+use crate::catalog::model::TrackRecord;
+use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
+
+/// Version of the index schema; a database stamped otherwise is recreated on open.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+    DROP TRIGGER IF EXISTS tracks_ai; DROP TRIGGER IF EXISTS tracks_ad;
+    DROP TRIGGER IF EXISTS tracks_au; DROP TABLE IF EXISTS tracks_fts; DROP TABLE IF EXISTS tracks;
+    CREATE TABLE tracks (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL, artist TEXT,
+        album TEXT, track_number INTEGER, year INTEGER, duration_samples INTEGER NOT NULL,
+        sample_rate INTEGER NOT NULL, record_json TEXT NOT NULL);
+    CREATE INDEX tracks_order ON tracks (artist COLLATE NOCASE, album COLLATE NOCASE,
+        track_number, title COLLATE NOCASE, id);";
+
+/// External-content FTS5 index over `tracks` (by rowid, which upserts keep), kept in sync by
+/// triggers so it changes in the same transaction as the rows.
+const FTS_SCHEMA: &str = "
+    CREATE VIRTUAL TABLE tracks_fts USING fts5(title, artist, album, content='tracks',
+        content_rowid='rowid', tokenize='unicode61 remove_diacritics 2', prefix='2 3');
+    CREATE TRIGGER tracks_ai AFTER INSERT ON tracks BEGIN INSERT INTO tracks_fts
+        (rowid, title, artist, album) VALUES (new.rowid, new.title, new.artist, new.album); END;
+    CREATE TRIGGER tracks_ad AFTER DELETE ON tracks BEGIN INSERT INTO tracks_fts
+        (tracks_fts, rowid, title, artist, album)
+        VALUES ('delete', old.rowid, old.title, old.artist, old.album); END;
+    CREATE TRIGGER tracks_au AFTER UPDATE ON tracks BEGIN INSERT INTO tracks_fts
+        (tracks_fts, rowid, title, artist, album)
+        VALUES ('delete', old.rowid, old.title, old.artist, old.album);
+        INSERT INTO tracks_fts (rowid, title, artist, album)
+        VALUES (new.rowid, new.title, new.artist, new.album); END;";
+
+/// Upserts the record JSON in ?1; the columns are extracted from it, so they always agree.
+const UPSERT: &str = "
+    INSERT INTO tracks (id, title, artist, album, track_number, year, duration_samples,
+        sample_rate, record_json)
+    SELECT j ->> 'id', j ->> 'title', j ->> 'artist', j ->> 'album', j ->> 'track_number',
+        j ->> 'year', j ->> '$.gapless.valid_samples', j ->> 'sample_rate', j
+    FROM (SELECT ?1 AS j) WHERE true
+    ON CONFLICT (id) DO UPDATE SET title = excluded.title, artist = excluded.artist,
+        album = excluded.album, track_number = excluded.track_number, year = excluded.year,
+        duration_samples = excluded.duration_samples, sample_rate = excluded.sample_rate,
+        record_json = excluded.record_json";
+
+const GET: &str = "SELECT record_json FROM tracks WHERE id = ?1";
+const ORDER: &str =
+    "artist COLLATE NOCASE, album COLLATE NOCASE, track_number, title COLLATE NOCASE, id";
+
+/// Errors of the catalog index.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A SQLite operation on the catalog database failed.
+    #[error("catalog {path}: {source}")]
+    Sqlite {
+        /// Path of the catalog database.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A library directory operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A track record (a `track.json` or its indexed copy) could not be read or parsed.
+    #[error("track {id}: bad record: {reason}")]
+    BadRecord {
+        /// Track id.
+        id: String,
+        /// Why the record was rejected.
+        reason: String,
+    },
+}
+
+/// Summary of a reconcile pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Records indexed because they were missing or their `track.json` changed.
+    pub added: usize,
+    /// Rows deleted because their directory is gone or its `track.json` became unreadable.
+    pub removed: usize,
+    /// Ids whose `track.json` could not be read or parsed (logged, skipped, not indexed).
+    pub unreadable: Vec<String>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackPage {
+    /// The tracks of this page, in catalog order.
+    pub tracks: Vec<TrackRecord>,
+    /// Number of tracks matching the query across all pages.
+    pub total: u64,
+}
+
+/// A handle on the catalog index of one library; several handles may share a library.
+pub struct Catalog {
+    conn: Connection,
+    layout: LibraryLayout,
+    path: PathBuf,
+    fts: bool,
+}
+
+type Res<T> = Result<T, CatalogError>;
+
+/// Attaches the database path to SQLite errors.
+trait At<T> {
+    fn at(self, path: &Path) -> Result<T, CatalogError>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T, CatalogError> {
+        self.map_err(|source| CatalogError::Sqlite {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl Catalog {
+    /// Opens (creating if needed) `<library>/catalog.sqlite` in WAL mode with a busy timeout (5 s), creates the schema, and runs `reconcile()`.
+    pub fn open(layout: &LibraryLayout) -> Result<Self, CatalogError> {
+        Self::open_with(layout, true)
+    }
+
+    fn open_with(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
+        let root = layout.root();
+        fs::create_dir_all(root).map_err(io_err("create directory", root))?;
+        let corrupt = [ErrorCode::NotADatabase, ErrorCode::DatabaseCorrupt];
+        match Self::connect(layout, allow_fts) {
+            Err(CatalogError::Sqlite { source, .. })
+                if source
+                    .sqlite_error_code()
+                    .is_some_and(|c| corrupt.contains(&c)) =>
+            {
+                move_aside(&layout.catalog_path(), &source)?;
+                Self::connect(layout, allow_fts)
+            }
+            other => other,
+        }
+    }
+
+    fn connect(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
+        let path = layout.catalog_path();
+        let mut conn = Connection::open(&path).at(&path)?;
+        let fts = setup(&mut conn, allow_fts).at(&path)?;
+        let mut catalog = Catalog {
+            conn,
+            layout: layout.clone(),
+            path,
+            fts,
+        };
+        catalog.reconcile()?;
+        Ok(catalog)
+    }
+
+    /// Brings the index in line with the track directories: indexes every `tracks/<id>/track.json` missing from the index (or whose JSON differs), deletes rows whose directory is gone. One transaction.
+    pub fn reconcile(&mut self) -> Result<ReconcileReport, CatalogError> {
+        self.write(reconcile_in)
+    }
+
+    /// Drops and rebuilds the whole index from the directories.
+    pub fn rebuild(&mut self) -> Result<ReconcileReport, CatalogError> {
+        let fts = self.fts;
+        self.write(|tx, layout, path| {
+            create_schema(tx, fts).at(path)?;
+            reconcile_in(tx, layout, path)
+        })
+    }
+
+    /// Inserts or replaces one record (called right after a track directory is committed).
+    pub fn upsert(&mut self, record: &TrackRecord) -> Result<(), CatalogError> {
+        let json = serde_json::to_string(record).map_err(|e| bad(&record.id, e))?;
+        let upsert = |tx: &Connection| tx.prepare_cached(UPSERT)?.execute([&json]);
+        self.write(|tx, _, path| upsert(tx).at(path))?;
+        Ok(())
+    }
+
+    /// One track by id.
+    pub fn get(&self, id: &str) -> Result<Option<TrackRecord>, CatalogError> {
+        let json: Option<String> = self.run(|c| c.query_row(GET, [id], |r| r.get(0)).optional())?;
+        json.map(|json| parse(id, &json)).transpose()
+    }
+
+    /// Tracks matching `query` (case-insensitive, every whitespace-separated word must match a prefix of a word in title, artist or album; empty query = all), ordered by artist, album, track_number, title, id; paginated by offset/limit; total counts all matches.
+    pub fn search(&self, query: &str, offset: u64, limit: u64) -> Result<TrackPage, CatalogError> {
+        let (filter, args) = self.filter(query);
+        let count = format!("SELECT count(*) FROM tracks WHERE {filter}");
+        let total: i64 = self.run(|c| {
+            c.prepare_cached(&count)?
+                .query_row(params_from_iter(&args), |r| r.get(0))
+        })?;
+        let [limit, offset] = [limit, offset].map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let page = format!(
+            "SELECT id, record_json FROM tracks WHERE {filter} ORDER BY {ORDER} \
+             LIMIT {limit} OFFSET {offset}"
+        );
+        let rows: Vec<(String, String)> = self.run(|c| {
+            let mut stmt = c.prepare_cached(&page)?;
+            let rows = stmt.query_map(params_from_iter(&args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let tracks = rows
+            .iter()
+            .map(|(id, json)| parse(id, json))
+            .collect::<Result<_, _>>()?;
+        Ok(TrackPage {
+            tracks,
+            total: total.try_into().unwrap_or(0),
+        })
+    }
+
+    /// Number of indexed tracks.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> Result<u64, CatalogError> {
+        let n: i64 = self.run(|c| c.query_row("SELECT count(*) FROM tracks", [], |r| r.get(0)))?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// SQL condition on `tracks` (and its parameters) for a user query.
+    fn filter(&self, query: &str) -> (String, Vec<Value>) {
+        let words = query.split_whitespace();
+        if self.fts {
+            // Each word becomes a quoted FTS5 prefix phrase (`"wor""d"*`), so no user text is
+            // ever parsed as FTS5 syntax. Words without a token character could match nothing.
+            let words: Vec<String> = words
+                .filter(|w| w.chars().any(char::is_alphanumeric))
+                .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+                .collect();
+            if words.is_empty() {
+                return ("1".into(), Vec::new());
+            }
+            let sql = "rowid IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?1)";
+            return (sql.into(), vec![Value::Text(words.join(" "))]);
+        }
+        // Without FTS5: a word matches after a space (prefix of a space-separated word).
+        let text = "(' ' || title || ' ' || coalesce(artist, '') || ' ' || coalesce(album, ''))";
+        let (mut conds, mut args) = (vec!["1".to_string()], Vec::new());
+        for word in words {
+            let escaped = word.replace('\\', "\\\\").replace('%', "\\%");
+            args.push(Value::Text(format!("% {}%", escaped.replace('_', "\\_"))));
+            conds.push(format!("{text} LIKE ?{} ESCAPE '\\'", args.len()));
+        }
+        (conds.join(" AND "), args)
+    }
+
+    /// Runs `f` on the connection, attaching the database path to its error.
+    fn run<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Res<T> {
+        f(&self.conn).at(&self.path)
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction and commits it.
+    fn write<T>(&mut self, f: impl FnOnce(&Connection, &LibraryLayout, &Path) -> Res<T>) -> Res<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(Immediate)
+            .at(&self.path)?;
+        let out = f(&tx, &self.layout, &self.path)?;
+        tx.commit().at(&self.path)?;
+        Ok(out)
+    }
+}
+
+/// Sets up a new connection and recreates the schema if its stamp differs; returns whether
+/// search uses FTS5.
+fn setup(conn: &mut Connection, allow_fts: bool) -> rusqlite::Result<bool> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let has_fts = "SELECT sqlite_compileoption_used('ENABLE_FTS5')";
+    let fts = allow_fts && conn.query_row(has_fts, [], |r| r.get(0))?;
+    let tx = conn.transaction_with_behavior(Immediate)?;
+    if tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? != stamp(fts) {
+        create_schema(&tx, fts)?;
+    }
+    tx.commit()?;
+    Ok(fts)
+}
+
+/// The `user_version` of a current schema; it carries the search flavour too, so a switch of
+/// flavour recreates the schema.
+fn stamp(fts: bool) -> i64 {
+    SCHEMA_VERSION << 1 | i64::from(fts)
+}
+
+fn create_schema(conn: &Connection, fts: bool) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    if fts {
+        conn.execute_batch(FTS_SCHEMA)?;
+    }
+    conn.pragma_update(None, "user_version", stamp(fts))
+}
+
+/// The reconcile pass proper, inside the caller's transaction.
+fn reconcile_in(conn: &Connection, layout: &LibraryLayout, path: &Path) -> Res<ReconcileReport> {
+    let mut report = ReconcileReport::default();
+    let mut present = HashSet::new();
+    for id in layout.track_ids()? {
+        match read_record(layout, &id) {
+            Ok(Some(json)) => {
+                report.added += usize::from(sync(conn, &id, &json).at(path)?);
+                present.insert(id);
+            }
+            Ok(None) => {} // removed since it was listed
+            Err(reason) => {
+                tracing::warn!(id, %reason, "unreadable track.json skipped");
+                report.unreadable.push(id);
+            }
+        }
+    }
+    report.removed = delete_missing(conn, &present).at(path)?;
+    if report != ReconcileReport::default() {
+        tracing::info!(?report, "catalog reconciled with the track directories");
+    }
+    Ok(report)
+}
+
+/// The canonical JSON of `tracks/<id>/track.json`: `None` if it vanished, `Err` if unusable.
+fn read_record(layout: &LibraryLayout, id: &str) -> Result<Option<String>, Box<dyn Error>> {
+    let bytes = match fs::read(layout.track_dir(id).join(TRACK_RECORD_FILE)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        read => read?,
+    };
+    let record: TrackRecord = serde_json::from_slice(&bytes)?;
+    if record.id != id {
+        return Err(format!("it names another id: {}", record.id).into());
+    }
+    Ok(Some(serde_json::to_string(&record)?))
+}
+
+/// Indexes `json` unless the stored copy is identical; returns whether it wrote.
+fn sync(conn: &Connection, id: &str, json: &str) -> rusqlite::Result<bool> {
+    let mut get = conn.prepare_cached(GET)?;
+    let stored: Option<String> = get.query_row([id], |r| r.get(0)).optional()?;
+    let changed = stored.as_deref() != Some(json);
+    if changed {
+        conn.prepare_cached(UPSERT)?.execute([json])?;
+    }
+    Ok(changed)
+}
+
+/// Deletes every row whose id is not in `present`; returns how many.
+fn delete_missing(conn: &Connection, present: &HashSet<String>) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare("SELECT id FROM tracks")?;
+    let ids: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut delete = conn.prepare("DELETE FROM tracks WHERE id = ?1")?;
+    let gone = ids.iter().filter(|id| !present.contains(*id));
+    gone.map(|id| delete.execute([id])).sum()
+}
+
+/// Moves a corrupt database and its WAL files to `<path>.corrupt-<unix time>`.
+fn move_aside(path: &Path, why: &rusqlite::Error) -> Result<(), CatalogError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    let aside = format!(".corrupt-{}", now.map_or(0, |d| d.as_secs()));
+    tracing::warn!(path = %path.display(), %aside, error = %why,
+        "catalog database is corrupt; moving it aside and rebuilding from track directories");
+    for suffix in ["", "-wal", "-shm"] {
+        let (mut from, mut to) = (path.as_os_str().to_owned(), path.as_os_str().to_owned());
+        from.push(suffix);
+        to.extend([aside.as_str(), suffix].map(OsStr::new));
+        if let Err(e) = fs::rename(&from, &to)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(io_err("move aside", from.as_ref())(e));
+        }
+    }
+    Ok(())
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CatalogError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { op, path, source }.into()
+}
+
+fn bad(id: &str, e: impl ToString) -> CatalogError {
+    CatalogError::BadRecord {
+        id: id.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn parse(id: &str, json: &str) -> Res<TrackRecord> {
+    serde_json::from_str(json).map_err(|e| bad(id, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, title: &str, artist: &str, album: &str) -> TrackRecord {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "id": id, "title": title, "artist": artist, "album": album,
+            "track_number": 1, "year": 1999, "sample_rate": 48000, "channels": 2,
+            "source": { "file_name": "a.flac", "container": "flac", "codec": "flac",
+                "sample_rate": 44100, "channels": 2, "bits_per_sample": 16, "samples": 441000,
+                "bytes": 1234567 },
+            "gapless": { "priming_samples": 2048, "valid_samples": 480000,
+                "padding_samples": 1024 },
+            "loudness": { "integrated_lufs": -14.0, "true_peak_dbtp": -1.0,
+                "loudness_range_lu": 6.0 },
+            "cover": null, "waveform": "waveform.json", "hls_master": "master.m3u8",
+            "dash_mpd": "manifest.mpd", "segment_durations": [96256, 2048], "renditions": [],
+            "packaging": { "ladder": "aac-lc:128k", "segment_seconds": 2.0, "segue_version": "0" }
+        }))
+        .unwrap()
+    }
+
+    fn library(records: &[TrackRecord]) -> (tempfile::TempDir, LibraryLayout) {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = LibraryLayout::new(tmp.path().join("lib"));
+        layout.create().unwrap();
+        for r in records {
+            write_dir(&layout, &r.id, &serde_json::to_vec_pretty(r).unwrap());
+        }
+        (tmp, layout)
+    }
+
+    fn write_dir(layout: &LibraryLayout, id: &str, json: &[u8]) {
+        let staged = layout.stage_track(id).unwrap();
+        staged.write(TRACK_RECORD_FILE, json).unwrap();
+        staged.commit().unwrap();
+    }
+
+    /// The ids of a search page and the total, as `"id id /total"`.
+    fn hits(cat: &Catalog, query: &str, offset: u64, limit: u64) -> String {
+        let page = cat.search(query, offset, limit).unwrap();
+        let ids: Vec<String> = page.tracks.into_iter().map(|t| t.id).collect();
+        format!("{} /{}", ids.join(" "), page.total)
+    }
+
+    #[test]
+    fn open_and_reconcile_follow_the_directories() {
+        let (_tmp, layout) =
+            library(&[record("a1", "One", "X", "Y"), record("b2", "Two", "X", "Y")]);
+        let mut cat = Catalog::open(&layout).unwrap();
+        assert_eq!(cat.len().unwrap(), 2);
+        assert_eq!(cat.get("a1").unwrap(), Some(record("a1", "One", "X", "Y")));
+        assert_eq!(cat.get("ff").unwrap(), None);
+        let sql = "SELECT title, artist, track_number, duration_samples, sample_rate FROM tracks";
+        let row =
+            cat.run(|c| c.query_row(sql, [], |r| <(String, String, u32, i64, u32)>::try_from(r)));
+        assert_eq!(row.unwrap(), ("One".into(), "X".into(), 1, 480_000, 48_000));
+        fs::remove_dir_all(layout.track_dir("a1")).unwrap();
+        let three = record("c3", "Three", "X", "Y");
+        write_dir(&layout, "c3", &serde_json::to_vec(&three).unwrap());
+        let report = cat.reconcile().unwrap();
+        assert_eq!(
+            (report.added, report.removed, report.unreadable.len()),
+            (1, 1, 0)
+        );
+        assert_eq!(
+            (cat.get("a1").unwrap(), hits(&cat, "thr", 0, 9)),
+            (None, "c3 /1".into())
+        );
+        assert_eq!(cat.reconcile().unwrap(), ReconcileReport::default());
+        assert_eq!(cat.rebuild().unwrap().added, 2);
+        assert_eq!(
+            (hits(&cat, "one", 0, 9), hits(&cat, "", 0, 9)),
+            (" /0".into(), "c3 b2 /2".into())
+        );
+    }
+
+    #[test]
+    fn unreadable_track_json_is_reported_and_skipped() {
+        let (_tmp, layout) = library(&[
+            record("a1", "One", "X", "Y"),
+            record("cc", "Moved", "X", "Y"),
+        ]);
+        write_dir(&layout, "b2", b"{ not json");
+        fs::rename(layout.track_dir("cc"), layout.track_dir("c3")).unwrap();
+        let mut cat = Catalog::open(&layout).unwrap();
+        assert_eq!(cat.len().unwrap(), 1);
+        assert_eq!(cat.reconcile().unwrap().unreadable, ["b2", "c3"]);
+        // A stored row that no longer parses fails the reads that meet it; reconcile repairs it.
+        let corrupt_row = |c: &Connection| c.execute("UPDATE tracks SET record_json = '{}'", []);
+        cat.run(corrupt_row).unwrap();
+        assert!(matches!(cat.get("a1"), Err(CatalogError::BadRecord { id, .. }) if id == "a1"));
+        assert!(matches!(
+            cat.search("", 0, 9),
+            Err(CatalogError::BadRecord { .. })
+        ));
+        assert_eq!(cat.reconcile().unwrap().added, 1);
+        assert!(cat.get("a1").unwrap().is_some());
+    }
+
+    #[test]
+    fn search_matches_word_prefixes_with_fts_and_like_fallback() {
+        let (_tmp, layout) = library(&[
+            record("a1", "Hey Jude", "The Beatles", "Past Masters"),
+            record("a2", "Help!", "the beatles", "Help!"),
+            record(
+                "b1",
+                "Jumpin' Jack Flash",
+                "The Rolling Stones",
+                "Hot Rocks",
+            ),
+            record("c1", "Judas", "Lady Gaga", "Born This Way"),
+        ]);
+        for fts in [true, false] {
+            let cat = Catalog::open_with(&layout, fts).unwrap();
+            assert_eq!(cat.fts, fts);
+            assert_eq!(hits(&cat, "", 0, 100), "c1 a2 a1 b1 /4");
+            assert_eq!(hits(&cat, "ju", 0, 9), "c1 a1 b1 /3");
+            assert_eq!(hits(&cat, "BEAT he", 0, 9), "a2 a1 /2");
+            assert_eq!(hits(&cat, "rocks", 0, 9), "b1 /1");
+            assert_eq!(hits(&cat, "eatles", 0, 9), " /0");
+            assert_eq!(hits(&cat, "  the  ", 1, 2), "a1 b1 /3");
+            assert_eq!(hits(&cat, "the", 5, 2), " /3");
+            let hostile = r#"" AND( * NOT OR title:x ^ ' % _ \ NEAR(a -x ( ) "ju"* {a} : a"b ""#;
+            for q in hostile.split(' ').chain([hostile]) {
+                cat.search(q, 0, 10).unwrap();
+            }
+            assert_eq!(hits(&cat, "a\"b", 0, 9), " /0");
+        }
+    }
+
+    #[test]
+    fn corrupt_database_is_moved_aside_and_rebuilt() {
+        let (_tmp, layout) = library(&[record("a1", "One", "X", "Y")]);
+        fs::write(layout.catalog_path(), vec![0x5a; 8192]).unwrap();
+        assert_eq!(Catalog::open(&layout).unwrap().len().unwrap(), 1);
+        let names = fs::read_dir(layout.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name());
+        let aside = names.filter(|n| n.to_string_lossy().starts_with("catalog.sqlite.corrupt-"));
+        assert_eq!(aside.count(), 1);
+    }
+
+    #[test]
+    fn reader_sees_writer_upsert() {
+        let (_tmp, layout) = library(&[]);
+        let reader = Catalog::open(&layout).unwrap();
+        let mut writer = Catalog::open(&layout).unwrap();
+        assert_eq!(reader.len().unwrap(), 0);
+        let mut r = record("a1", "Fresh", "New", "Album");
+        writer.upsert(&r).unwrap();
+        assert_eq!(reader.get("a1").unwrap(), Some(r.clone()));
+        assert_eq!(hits(&reader, "fre", 0, 9), "a1 /1");
+        r.title = "Renamed".into();
+        writer.upsert(&r).unwrap();
+        assert_eq!(
+            (hits(&reader, "fre", 0, 9), hits(&reader, "ren", 0, 9)),
+            (" /0".into(), "a1 /1".into())
+        );
+        assert_eq!(reader.len().unwrap(), 1);
+    }
+}

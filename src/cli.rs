@@ -1,0 +1,75 @@
+//! Raw command-line flags (clap); validated into [`crate::config`] types by `main`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{DEFAULT_LADDER, DEFAULT_LIBRARY, DEFAULT_SEGMENT_SECONDS};
+
+/// segue: an audio-first HLS/DASH streaming server.
+#[derive(Debug, Parser)]
+#[command(name = "segue", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decode audio files and package them into the library as an AAC ladder in CMAF with HLS
+    /// and DASH manifests.
+    Ingest(IngestArgs),
+    /// List (or search) the tracks in the library.
+    List(ListArgs),
+    /// Rebuild the catalog index from the track directories.
+    Reindex(LibraryArgs),
+}
+
+/// The library location, shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct LibraryArgs {
+    /// Library directory.
+    #[arg(long, default_value = DEFAULT_LIBRARY, env = "SEGUE_LIBRARY")]
+    pub library: PathBuf,
+}
+
+/// Flags of `segue ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Library location.
+    #[command(flatten)]
+    pub library: LibraryArgs,
+    /// ABR ladder as profile:bitrate pairs (profiles: aac-lc, he-aac, he-aac-v2).
+    #[arg(long, default_value = DEFAULT_LADDER)]
+    pub ladder: String,
+    /// Nominal segment duration in seconds (the first segment is about 1 s).
+    #[arg(long, default_value_t = DEFAULT_SEGMENT_SECONDS)]
+    pub segment_seconds: f64,
+    /// Files ingested in parallel (renditions of one file are always encoded in parallel).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Print one JSON object per input file on stdout instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+    /// Turn off fdk-aac's afterburner (faster, slightly lower quality).
+    #[arg(long)]
+    pub no_afterburner: bool,
+    /// Audio files or directories (walked recursively for audio files).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// Flags of `segue list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Library location.
+    #[command(flatten)]
+    pub library: LibraryArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Words to search for in title, artist and album.
+    pub query: Vec<String>,
+}

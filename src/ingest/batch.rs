@@ -1,0 +1,176 @@
+//! Many files: walk the inputs, ingest them on `--jobs` worker threads, index each finished
+//! track, and report per file. A failure (or a panic in a decoder) is an error for that file
+//! only; the batch goes on.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::IngestConfig;
+use crate::store::{LibraryLayout, StoreError};
+
+/// File extensions picked up when walking a directory (files named explicitly are always tried).
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "mp3", "flac", "wav", "wave", "aif", "aiff", "aifc", "ogg", "oga", "m4a", "m4b", "mp4", "aac",
+    "adts",
+];
+
+/// Errors that stop a batch before any file is tried.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The library cannot be created or opened.
+    #[error("library {path}: {source}")]
+    Library {
+        /// Library root.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The catalog cannot be opened.
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
+/// The result for one input file.
+#[derive(Debug)]
+pub struct FileReport {
+    /// The input file.
+    pub file: PathBuf,
+    /// What happened.
+    pub result: Result<IngestOutcome, IngestError>,
+}
+
+/// Receives batch events (progress bars, JSON lines...). Called from worker threads.
+pub trait BatchObserver: Sync {
+    /// The inputs were expanded to this many files.
+    fn planned(&self, files: &[PathBuf]);
+    /// A file started; returns the progress sink for it.
+    fn started(&self, file: &Path) -> Box<dyn Progress + '_>;
+    /// A file finished.
+    fn finished(&self, report: &FileReport);
+}
+
+/// Expands files and directories (recursively, audio extensions only, sorted) into files.
+/// Inputs that do not exist are returned too, so they are reported as errors.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            walk(input, &mut files);
+        } else {
+            files.push(input.clone());
+        }
+    }
+    files
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, files);
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            files.push(path);
+        }
+    }
+}
+
+/// Ingests every input; returns one report per file, in input order.
+pub fn ingest_batch(
+    inputs: &[PathBuf],
+    config: &IngestConfig,
+    observer: &dyn BatchObserver,
+) -> Result<Vec<FileReport>, BatchError> {
+    let layout = LibraryLayout::new(&config.library);
+    layout.create().map_err(|source| BatchError::Library {
+        path: config.library.clone(),
+        source,
+    })?;
+    let catalog = Mutex::new(Catalog::open(&layout)?);
+    let files = expand_inputs(inputs);
+    observer.planned(&files);
+    let queue = Mutex::new(files.iter().cloned().enumerate().collect::<VecDeque<_>>());
+    let reports = Mutex::new(Vec::with_capacity(files.len()));
+    let workers = config.jobs.min(files.len()).max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                    let Some((index, file)) = next else { break };
+                    let report = ingest_one(&file, config, &layout, &catalog, observer);
+                    observer.finished(&report);
+                    reports
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((index, report));
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    reports.sort_by_key(|(i, _)| *i);
+    Ok(reports.into_iter().map(|(_, r)| r).collect())
+}
+
+fn ingest_one(
+    file: &Path,
+    config: &IngestConfig,
+    layout: &LibraryLayout,
+    catalog: &Mutex<Catalog>,
+    observer: &dyn BatchObserver,
+) -> FileReport {
+    let progress = observer.started(file);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        ingest_file(file, config, layout, progress.as_ref())
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(IngestError::Internal(format!(
+            "panicked while ingesting: {what}"
+        )))
+    });
+    drop(progress);
+    // Index the track; a failure here is repaired by the next reconcile, the files are safe.
+    let result = result.inspect(|outcome| {
+        let mut catalog = catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let indexed = match outcome {
+            IngestOutcome::Ingested(record) => catalog.upsert(record),
+            // Already on disk: index it only if an earlier run died before indexing.
+            IngestOutcome::AlreadyPresent(id) => match catalog.get(id) {
+                Ok(Some(_)) => Ok(()),
+                _ => catalog.reconcile().map(|_| ()),
+            },
+        };
+        if let Err(e) = indexed {
+            tracing::warn!(file = %file.display(), error = %e, "track written but not indexed; the next reconcile indexes it");
+        }
+    });
+    FileReport {
+        file: file.to_path_buf(),
+        result,
+    }
+}

@@ -1,0 +1,13 @@
+//! Audio file -> packaged track, one module per stage.
+//!
+//! [`decode`] -> [`resample`] -> ([`analyze`] | [`encode`] per rendition -> [`segment`] ->
+//! [`fmp4`]); [`pipeline`] wires the stages for one file, [`batch`] runs many files.
+
+pub mod analyze;
+pub mod batch;
+pub mod decode;
+pub mod encode;
+pub mod fmp4;
+pub mod pipeline;
+pub mod resample;
+pub mod segment;

@@ -1,0 +1,159 @@
+//! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
+//! music-like signal), a temp library, and ffmpeg/ffprobe wrappers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use segue::catalog::TrackRecord;
+use segue::store::{LibraryLayout, TRACK_RECORD_FILE};
+
+/// A music-like test signal (three tones with tremolo plus a sweep), `seconds` long, as an
+/// ffmpeg lavfi source expression at `rate` Hz.
+pub fn signal(rate: u32, seconds: f64) -> String {
+    format!(
+        "aevalsrc='0.25*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*2*t))+0.15*sin(2*PI*330*t)+0.1*sin(2*PI*(440+200*t)*t)|0.25*sin(2*PI*277*t)*(0.6+0.4*cos(2*PI*3*t))+0.15*sin(2*PI*415*t)+0.1*sin(2*PI*(660-100*t)*t)':s={rate}:d={seconds}"
+    )
+}
+
+/// Runs ffmpeg with `args` (quiet, overwrite), panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is installed (.ci/run installs it)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Makes an input file from the test signal: `codec_args` are ffmpeg output options.
+pub fn make_input(dir: &Path, name: &str, rate: u32, seconds: f64, channels: u32, codec_args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let src = signal(rate, seconds);
+    let layout = match channels {
+        1 => "mono",
+        2 => "stereo",
+        6 => "5.1",
+        _ => panic!("unsupported channel count in test"),
+    };
+    let mut args = vec!["-f", "lavfi", "-i", &src];
+    let filter = format!("pan={layout}|c0=c0{}", pan_rest(channels));
+    args.extend(["-af", &filter, "-fflags", "+bitexact", "-map_metadata", "-1"]);
+    args.extend(codec_args);
+    let p = path.to_string_lossy().to_string();
+    args.push(&p);
+    ffmpeg(&args);
+    path
+}
+
+fn pan_rest(channels: u32) -> String {
+    (1..channels).map(|c| format!("|c{c}=c{}", c % 2)).collect()
+}
+
+/// A fresh library in a temp dir.
+pub struct TempLibrary {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl TempLibrary {
+    /// Creates an empty temp dir for a library and its inputs.
+    pub fn new() -> Self {
+        TempLibrary { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// Library root.
+    pub fn library(&self) -> PathBuf {
+        self.dir.path().join("library")
+    }
+
+    /// Where test inputs go.
+    pub fn inputs(&self) -> PathBuf {
+        let p = self.dir.path().join("inputs");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The layout of the library.
+    pub fn layout(&self) -> LibraryLayout {
+        LibraryLayout::new(self.library())
+    }
+
+    /// Reads a track record.
+    pub fn record(&self, id: &str) -> TrackRecord {
+        let path = self.layout().track_dir(id).join(TRACK_RECORD_FILE);
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+}
+
+/// Runs the `segue` binary with `args`; returns (exit code, stdout, stderr).
+pub fn segue(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_segue")).args(args).output().expect("run segue");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Ingests files with the CLI (`--json`) into `library`; returns the parsed JSON lines.
+pub fn ingest_json(library: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, Vec<serde_json::Value>) {
+    let lib = library.to_string_lossy().to_string();
+    let mut args = vec!["ingest", "--json", "--library", &lib];
+    args.extend(extra);
+    let inputs: Vec<String> = inputs.iter().map(|p| p.to_string_lossy().to_string()).collect();
+    args.extend(inputs.iter().map(String::as_str));
+    let (code, stdout, stderr) = segue(&args);
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}\nstderr: {stderr}")))
+        .collect();
+    (code, lines)
+}
+
+/// Decodes any media ffmpeg can read (a file, a playlist) to interleaved f32 stereo at its own
+/// rate; returns the samples. `pre` are input options.
+pub fn decode_f32(pre: &[&str], input: &str) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(pre)
+        .args(["-i", input, "-f", "f32le", "-ac", "2", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "ffmpeg decode {input}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Concatenates a rendition's init and media segments into one fragmented MP4 file.
+pub fn concat_rendition(track_dir: &Path, record: &TrackRecord, rendition: usize, out: &Path) {
+    let r = &record.renditions[rendition];
+    let dir = track_dir.join(&r.dir);
+    let mut bytes = std::fs::read(dir.join(&r.init)).unwrap();
+    for i in 0..record.segment_durations.len() {
+        bytes.extend(std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap());
+    }
+    std::fs::write(out, bytes).unwrap();
+}
+
+/// Normalized cross-correlation of the left channels of `a` and `b` at `lag` (b shifted).
+pub fn correlation(a: &[f32], b: &[f32], lag: i64) -> f64 {
+    let n = a.len().min(b.len()) / 2;
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for i in 0..n {
+        let j = i as i64 + lag;
+        if j < 0 || j as usize >= n {
+            continue;
+        }
+        let x = f64::from(a[2 * i]);
+        let y = f64::from(b[2 * j as usize]);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(1e-12)
+}
+
+/// The lag in [-max, max] with the highest correlation.
+pub fn best_lag(a: &[f32], b: &[f32], max: i64) -> (i64, f64) {
+    (-max..=max).map(|lag| (lag, correlation(a, b, lag))).fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best })
+}
