@@ -23,11 +23,22 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg is installed (.ci/run installs it)");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Makes an input file from the test signal: `codec_args` are ffmpeg output options.
-pub fn make_input(dir: &Path, name: &str, rate: u32, seconds: f64, channels: u32, codec_args: &[&str]) -> PathBuf {
+pub fn make_input(
+    dir: &Path,
+    name: &str,
+    rate: u32,
+    seconds: f64,
+    channels: u32,
+    codec_args: &[&str],
+) -> PathBuf {
     let path = dir.join(name);
     let src = signal(rate, seconds);
     let layout = match channels {
@@ -38,7 +49,14 @@ pub fn make_input(dir: &Path, name: &str, rate: u32, seconds: f64, channels: u32
     };
     let mut args = vec!["-f", "lavfi", "-i", &src];
     let filter = format!("pan={layout}|c0=c0{}", pan_rest(channels));
-    args.extend(["-af", &filter, "-fflags", "+bitexact", "-map_metadata", "-1"]);
+    args.extend([
+        "-af",
+        &filter,
+        "-fflags",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+    ]);
     args.extend(codec_args);
     let p = path.to_string_lossy().to_string();
     args.push(&p);
@@ -59,7 +77,9 @@ pub struct TempLibrary {
 impl TempLibrary {
     /// Creates an empty temp dir for a library and its inputs.
     pub fn new() -> Self {
-        TempLibrary { dir: tempfile::tempdir().expect("temp dir") }
+        TempLibrary {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Library root.
@@ -88,7 +108,10 @@ impl TempLibrary {
 
 /// Runs the `segue` binary with `args`; returns (exit code, stdout, stderr).
 pub fn segue(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segue")).args(args).output().expect("run segue");
+    let out = Command::new(env!("CARGO_BIN_EXE_segue"))
+        .args(args)
+        .output()
+        .expect("run segue");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -97,16 +120,26 @@ pub fn segue(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Ingests files with the CLI (`--json`) into `library`; returns the parsed JSON lines.
-pub fn ingest_json(library: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, Vec<serde_json::Value>) {
+pub fn ingest_json(
+    library: &Path,
+    extra: &[&str],
+    inputs: &[&Path],
+) -> (i32, Vec<serde_json::Value>) {
     let lib = library.to_string_lossy().to_string();
     let mut args = vec!["ingest", "--json", "--library", &lib];
     args.extend(extra);
-    let inputs: Vec<String> = inputs.iter().map(|p| p.to_string_lossy().to_string()).collect();
+    let inputs: Vec<String> = inputs
+        .iter()
+        .map(|p| p.to_string_lossy().to_string())
+        .collect();
     args.extend(inputs.iter().map(String::as_str));
     let (code, stdout, stderr) = segue(&args);
     let lines = stdout
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}\nstderr: {stderr}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}\nstderr: {stderr}"))
+        })
         .collect();
     (code, lines)
 }
@@ -114,14 +147,26 @@ pub fn ingest_json(library: &Path, extra: &[&str], inputs: &[&Path]) -> (i32, Ve
 /// Decodes any media ffmpeg can read (a file, a playlist) to interleaved f32 stereo at its own
 /// rate; returns the samples. `pre` are input options.
 pub fn decode_f32(pre: &[&str], input: &str) -> Vec<f32> {
+    decode_f32_filtered(pre, input, "anull")
+}
+
+/// Like [`decode_f32`], through the audio filter graph `filter`.
+pub fn decode_f32_filtered(pre: &[&str], input: &str, filter: &str) -> Vec<f32> {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
         .args(pre)
-        .args(["-i", input, "-f", "f32le", "-ac", "2", "-"])
+        .args(["-i", input, "-af", filter, "-f", "f32le", "-ac", "2", "-"])
         .output()
         .expect("ffmpeg");
-    assert!(out.status.success(), "ffmpeg decode {input}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    assert!(
+        out.status.success(),
+        "ffmpeg decode {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Concatenates a rendition's init and media segments into one fragmented MP4 file.
@@ -130,7 +175,9 @@ pub fn concat_rendition(track_dir: &Path, record: &TrackRecord, rendition: usize
     let dir = track_dir.join(&r.dir);
     let mut bytes = std::fs::read(dir.join(&r.init)).unwrap();
     for i in 0..record.segment_durations.len() {
-        bytes.extend(std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap());
+        bytes.extend(
+            std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap(),
+        );
     }
     std::fs::write(out, bytes).unwrap();
 }
@@ -155,5 +202,7 @@ pub fn correlation(a: &[f32], b: &[f32], lag: i64) -> f64 {
 
 /// The lag in [-max, max] with the highest correlation.
 pub fn best_lag(a: &[f32], b: &[f32], max: i64) -> (i64, f64) {
-    (-max..=max).map(|lag| (lag, correlation(a, b, lag))).fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best })
+    (-max..=max)
+        .map(|lag| (lag, correlation(a, b, lag)))
+        .fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best })
 }
