@@ -9,5 +9,6 @@ pub mod decode;
 pub mod encode;
 pub mod fmp4;
 pub mod pipeline;
+pub mod rendition;
 pub mod resample;
 pub mod segment;

@@ -13,17 +13,18 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::analyze::{LoudnessFigures, LoudnessMeter, Waveform, WaveformBuilder};
 use super::decode::{DecodeError, SourceDecoder};
-use super::encode::{AacEncoder, EncodeError, EncoderConfig, EncoderInfo, f32_to_i16};
-use super::fmp4::{self, Fmp4Error, InitConfig, LoudnessBox};
+use super::encode::{AacEncoder, EncodeError, EncoderConfig, f32_to_i16};
+use super::fmp4::Fmp4Error;
+use super::rendition::{Message, encode_rendition, finish_rendition};
 use super::resample::{self, ResampleError, Resampler};
-use super::segment::{ALIGNMENT_UNIT, SegmentPlan, Segmenter};
+use super::segment::{ALIGNMENT_UNIT, SegmentPlan};
 use crate::catalog::{
-    Gapless, Loudness, PackagingRecord, RenditionRecord, SourceRecord, TRACK_RECORD_VERSION,
+    Gapless, Loudness, PackagingRecord, SourceRecord, TRACK_RECORD_VERSION,
     TrackRecord,
 };
-use crate::config::{IngestConfig, Rung};
+use crate::config::IngestConfig;
 use crate::manifest;
-use crate::store::{LibraryLayout, StagedTrack, StoreError, TRACK_RECORD_FILE};
+use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
 
 /// Pairs of waveform peaks the player gets (between this and twice this).
 const WAVEFORM_TARGET: usize = 2000;
@@ -160,6 +161,7 @@ pub fn ingest_file(
         let (analysis_tx, analysis_rx) = sync_channel::<Option<Arc<Vec<f32>>>>(CHANNEL_DEPTH);
         let analysis = scope.spawn(move || analyze(out_rate, analysis_rx));
 
+        let feed_started = thread_cpu_seconds();
         let fed = feed(
             &mut decoder,
             info.sample_rate,
@@ -168,6 +170,7 @@ pub fn ingest_file(
             &analysis_tx,
             progress,
         );
+        let feed_cpu = thread_cpu_seconds() - feed_started;
         let _ = analysis_tx.send(None);
         drop(analysis_tx);
         if let Ok(valid) = &fed {
@@ -179,8 +182,15 @@ pub fn ingest_file(
         let renditions: Vec<_> = handles.into_iter().map(join).collect();
         let analysis = join(analysis);
         let valid = fed?;
-        let (loudness, waveform) = analysis?;
+        let (loudness, waveform, analyze_cpu) = analysis?;
         let renditions = renditions.into_iter().collect::<Result<Vec<_>, _>>()?;
+        tracing::info!(
+            file = %path.display(),
+            decode_resample_cpu_s = feed_cpu,
+            analyze_cpu_s = analyze_cpu,
+            encode_cpu_s = ?renditions.iter().map(|r| (r.rung.id(), r.cpu_seconds)).collect::<Vec<_>>(),
+            "stage CPU time"
+        );
         Ok::<_, IngestError>((valid, loudness, waveform, renditions))
     })?;
     if valid == 0 {
@@ -312,14 +322,6 @@ fn join<T>(
     })
 }
 
-/// What the decode thread sends each encoder.
-enum Message {
-    /// Interleaved stereo 16-bit PCM at the output rate.
-    Pcm(Arc<Vec<i16>>),
-    /// End of input: the number of valid samples (per channel) at the output rate.
-    End { valid: u64 },
-}
-
 /// Decodes, resamples and fans the PCM out; returns the valid sample count at the output rate.
 fn feed(
     decoder: &mut SourceDecoder,
@@ -373,10 +375,11 @@ fn feed(
     Ok(valid)
 }
 
+/// Loudness and waveform of the output-rate PCM; also returns this thread's CPU seconds.
 fn analyze(
     rate: u32,
     rx: Receiver<Option<Arc<Vec<f32>>>>,
-) -> Result<(LoudnessFigures, Waveform), IngestError> {
+) -> Result<(LoudnessFigures, Waveform, f64), IngestError> {
     let mut meter = LoudnessMeter::new(rate).map_err(|e| IngestError::Analyze(e.to_string()))?;
     let mut waveform = WaveformBuilder::new(rate, WAVEFORM_TARGET);
     while let Ok(Some(pcm)) = rx.recv() {
@@ -388,201 +391,15 @@ fn analyze(
     let loudness = meter
         .finish()
         .map_err(|e| IngestError::Analyze(e.to_string()))?;
-    Ok((loudness, waveform.finish()))
+    Ok((loudness, waveform.finish(), thread_cpu_seconds()))
 }
 
-/// One rendition's encoded output, before its init segment and playlist are written.
-struct EncodedRendition {
-    rung: Rung,
-    info: EncoderInfo,
-    /// Size of each media segment file.
-    segment_sizes: Vec<u64>,
-    /// Largest access unit.
-    max_access_unit: u32,
-    /// Access unit payload bytes.
-    payload_bytes: u64,
-    /// Hash of every media segment's bytes, in order.
-    hasher: blake3::Hasher,
-}
 
-fn staging_dir_of(rung: &Rung) -> String {
-    format!("{}.partial", rung.id())
-}
-
-/// Collects one rendition's access units into segment files.
-struct RenditionWriter<'a> {
-    staged: &'a StagedTrack,
-    dir: String,
-    segmenter: Segmenter,
-    out: EncodedRendition,
-    /// The first write error; later access units are ignored once set.
-    failure: Option<IngestError>,
-}
-
-impl RenditionWriter<'_> {
-    fn accept(&mut self, access_unit: &[u8]) {
-        if self.failure.is_some() || self.segmenter.is_full() {
-            return;
-        }
-        self.out.max_access_unit = self.out.max_access_unit.max(access_unit.len() as u32);
-        self.out.payload_bytes += access_unit.len() as u64;
-        if let Some(segment) = self.segmenter.push(access_unit)
-            && let Err(e) = write_segment(self.staged, &self.dir, &segment, &mut self.out)
-        {
-            self.failure = Some(e);
-        }
-    }
-
-    fn check(&mut self) -> Result<(), IngestError> {
-        self.failure.take().map_or(Ok(()), Err)
-    }
-}
-
-fn encode_rendition(
-    rung: Rung,
-    mut encoder: AacEncoder,
-    rx: Receiver<Message>,
-    priming: u64,
-    plan: SegmentPlan,
-    staged: &StagedTrack,
-) -> Result<EncodedRendition, IngestError> {
-    let info = encoder.info().clone();
-    let mut w = RenditionWriter {
-        staged,
-        dir: staging_dir_of(&rung),
-        segmenter: Segmenter::new(plan, info.frame_length, u64::MAX),
-        out: EncodedRendition {
-            rung,
-            info: info.clone(),
-            segment_sizes: Vec::new(),
-            max_access_unit: 0,
-            payload_bytes: 0,
-            hasher: blake3::Hasher::new(),
-        },
-        failure: None,
-    };
-    // Lead-in silence so this rendition's first source sample lands at decode time `priming`.
-    let lead_in = vec![0i16; 2 * (priming - u64::from(info.delay)) as usize];
-    encoder.encode(&lead_in, |au| w.accept(au))?;
-    let valid = loop {
-        match rx.recv() {
-            Ok(Message::Pcm(pcm)) => encoder.encode(&pcm, |au| w.accept(au))?,
-            Ok(Message::End { valid }) => break valid,
-            // The feeder stopped without an end marker: the file failed and it reports why.
-            Err(_) => return Err(IngestError::Internal("input ended early".into())),
-        }
-        w.check()?;
-    };
-    let total = (priming + valid).div_ceil(ALIGNMENT_UNIT) * ALIGNMENT_UNIT;
-    w.segmenter.set_total(total);
-    // Pad with silence up to the aligned end, then flush the encoder's look-ahead.
-    let tail = vec![0i16; 2 * (total - priming - valid) as usize];
-    encoder.encode(&tail, |au| w.accept(au))?;
-    encoder.flush(|au| w.accept(au))?;
-    w.check()?;
-    if w.segmenter.decode_time() < total {
-        return Err(IngestError::Internal(format!(
-            "{} encoder produced {} of {} samples",
-            rung.id(),
-            w.segmenter.decode_time(),
-            total
-        )));
-    }
-    let RenditionWriter {
-        staged,
-        dir,
-        segmenter,
-        mut out,
-        ..
-    } = w;
-    if let Some(last) = segmenter.finish() {
-        write_segment(staged, &dir, &last, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn write_segment(
-    staged: &StagedTrack,
-    dir: &str,
-    segment: &super::segment::SegmentData,
-    out: &mut EncodedRendition,
-) -> Result<(), IngestError> {
-    let bytes = fmp4::write_media_segment(segment)?;
-    out.hasher.update(&bytes);
-    out.segment_sizes.push(bytes.len() as u64);
-    staged.write(
-        Path::new(dir).join(RenditionRecord::segment_name(segment.index)),
-        &bytes,
-    )?;
-    Ok(())
-}
-
-/// Writes the init segment, names the rendition directory after a hash of its bytes and
-/// returns the record.
-fn finish_rendition(
-    staged: &StagedTrack,
-    mut r: EncodedRendition,
-    durations: &[u64],
-    gapless: Gapless,
-    rate: u32,
-    loudness: &LoudnessFigures,
-) -> Result<RenditionRecord, IngestError> {
-    if r.segment_sizes.len() != durations.len() {
-        return Err(IngestError::Internal(format!(
-            "{} has {} segments, the plan {}",
-            r.rung.id(),
-            r.segment_sizes.len(),
-            durations.len()
-        )));
-    }
-    let total: u64 = durations.iter().sum();
-    let bits_per_second = |bytes: u64, samples: u64| bytes * 8 * u64::from(rate) / samples.max(1);
-    let peak = r
-        .segment_sizes
-        .iter()
-        .zip(durations)
-        .map(|(&b, &d)| bits_per_second(b, d))
-        .max()
-        .unwrap_or(0);
-    let average = bits_per_second(r.segment_sizes.iter().sum(), total);
-    let payload_rate = bits_per_second(r.payload_bytes, total);
-    let init = fmp4::write_init_segment(&InitConfig {
-        sample_rate: rate,
-        channels: 2,
-        object_type: r.rung.profile.object_type(),
-        audio_specific_config: r.info.audio_specific_config.clone(),
-        avg_bitrate: payload_rate as u32,
-        max_bitrate: peak as u32,
-        buffer_size: r.max_access_unit,
-        priming: gapless.priming_samples,
-        valid_samples: gapless.valid_samples,
-        loudness: Some(LoudnessBox {
-            integrated_lufs: loudness.integrated_lufs,
-            true_peak_dbtp: loudness.true_peak_dbtp,
-            sample_peak_dbfs: loudness.sample_peak_dbfs,
-        }),
-    })?;
-    r.hasher.update(&init);
-    let partial = staging_dir_of(&r.rung);
-    staged.write(Path::new(&partial).join("init.mp4"), &init)?;
-    let dir = format!("{}.{}", r.rung.id(), &r.hasher.finalize().to_hex()[..12]);
-    let from = staged.dir().join(&partial);
-    let to = staged.dir().join(&dir);
-    std::fs::rename(&from, &to).map_err(|source| StoreError::Io {
-        op: "rename rendition directory",
-        path: to,
-        source,
-    })?;
-    Ok(RenditionRecord {
-        id: r.rung.id(),
-        dir,
-        codec: r.rung.profile.codec_string(),
-        profile: r.rung.profile.name().into(),
-        bitrate: r.rung.bitrate,
-        average_bandwidth: average,
-        peak_bandwidth: peak,
-        init: "init.mp4".into(),
-        playlist: "media.m3u8".into(),
-        segment_sizes: r.segment_sizes,
-    })
+/// CPU time used by the calling thread so far, in seconds (for the per-stage report; 0 if the
+/// clock is unavailable).
+pub(crate) fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc == 0 { ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9 } else { 0.0 }
 }
