@@ -9,20 +9,8 @@ use common::*;
 
 #[test]
 fn init_and_media_segments_parse_with_independent_parsers() {
-    let lib = TempLibrary::new();
-    let input = make_input(
-        &lib.inputs(),
-        "song.wav",
-        44_100,
-        6.5,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
-    let (code, lines) = ingest_json(&lib.library(), &[], &[&input]);
-    assert_eq!(code, 0, "{lines:?}");
-    let id = lines[0]["id"].as_str().unwrap();
-    let record = lib.record(id);
-    let track_dir = lib.layout().track_dir(id);
+    let (lib, _, id, record) = ingest_generated_wav(44_100, 6.5);
+    let track_dir = lib.layout().track_dir(&id);
     for (index, r) in record.renditions.iter().enumerate() {
         let init = std::fs::read(track_dir.join(&r.dir).join(&r.init)).unwrap();
         let ctx = mp4parse::read_mp4(&mut Cursor::new(&init))

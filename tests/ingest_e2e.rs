@@ -206,20 +206,8 @@ fn every_input_format_ingests_sample_exact_and_decodes_with_ffmpeg() {
 
 #[test]
 fn renditions_have_exact_codecs_and_aligned_segments() {
-    let lib = TempLibrary::new();
-    let input = make_input(
-        &lib.inputs(),
-        "song.wav",
-        48_000,
-        9.0,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
-    let (code, lines) = ingest_json(&lib.library(), &[], &[&input]);
-    assert_eq!(code, 0, "{lines:?}");
-    let id = lines[0]["id"].as_str().unwrap();
-    let record = lib.record(id);
-    let track_dir = lib.layout().track_dir(id);
+    let (lib, _, id, record) = ingest_generated_wav(48_000, 9.0);
+    let track_dir = lib.layout().track_dir(&id);
     assert_eq!(
         record
             .renditions

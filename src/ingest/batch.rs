@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
+use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file, panic_message};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
 use crate::store::{LibraryLayout, StoreError};
@@ -144,13 +144,9 @@ fn ingest_one(
         ingest_file(file, config, layout, progress.as_ref())
     }))
     .unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
         Err(IngestError::Internal(format!(
-            "panicked while ingesting: {what}"
+            "panicked while ingesting: {}",
+            panic_message(panic.as_ref())
         )))
     });
     drop(progress);

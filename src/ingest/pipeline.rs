@@ -19,8 +19,7 @@ use super::rendition::{Message, encode_rendition, finish_rendition};
 use super::resample::{self, ResampleError, Resampler};
 use super::segment::{ALIGNMENT_UNIT, SegmentPlan};
 use crate::catalog::{
-    Gapless, Loudness, PackagingRecord, SourceRecord, TRACK_RECORD_VERSION,
-    TrackRecord,
+    Gapless, Loudness, PackagingRecord, SourceRecord, TRACK_RECORD_VERSION, TrackRecord,
 };
 use crate::config::IngestConfig;
 use crate::manifest;
@@ -311,15 +310,20 @@ fn join<T>(
     handle: std::thread::ScopedJoinHandle<'_, Result<T, IngestError>>,
 ) -> Result<T, IngestError> {
     handle.join().unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
         Err(IngestError::Internal(format!(
-            "a pipeline thread panicked: {what}"
+            "a pipeline thread panicked: {}",
+            panic_message(panic.as_ref())
         )))
     })
+}
+
+/// The message of a caught panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Decodes, resamples and fans the PCM out; returns the valid sample count at the output rate.
@@ -394,12 +398,18 @@ fn analyze(
     Ok((loudness, waveform.finish(), thread_cpu_seconds()))
 }
 
-
 /// CPU time used by the calling thread so far, in seconds (for the per-stage report; 0 if the
 /// clock is unavailable).
 pub(crate) fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we own.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 { ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9 } else { 0.0 }
+    if rc == 0 {
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    } else {
+        0.0
+    }
 }

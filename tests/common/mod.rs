@@ -206,3 +206,25 @@ pub fn best_lag(a: &[f32], b: &[f32], max: i64) -> (i64, f64) {
         .map(|lag| (lag, correlation(a, b, lag)))
         .fold((0, f64::MIN), |best, x| if x.1 > best.1 { x } else { best })
 }
+
+/// Ingests one generated WAV (`seconds` at `rate` Hz, stereo) into a fresh temp library with the
+/// CLI; returns the library, the input, the track id and its record.
+pub fn ingest_generated_wav(
+    rate: u32,
+    seconds: f64,
+) -> (TempLibrary, PathBuf, String, TrackRecord) {
+    let lib = TempLibrary::new();
+    let input = make_input(
+        &lib.inputs(),
+        "song.wav",
+        rate,
+        seconds,
+        2,
+        &["-c:a", "pcm_s16le"],
+    );
+    let (code, lines) = ingest_json(&lib.library(), &[], &[&input]);
+    assert_eq!(code, 0, "{lines:?}");
+    let id = lines[0]["id"].as_str().unwrap().to_string();
+    let record = lib.record(&id);
+    (lib, input, id, record)
+}
