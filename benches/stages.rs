@@ -19,8 +19,10 @@ fn signal(rate: usize) -> Vec<f32> {
     (0..rate * SECONDS)
         .flat_map(|i| {
             let t = i as f32 / rate as f32;
-            let l = 0.3 * (std::f32::consts::TAU * 220.0 * t).sin() + 0.1 * (std::f32::consts::TAU * 3520.0 * t).sin();
-            let r = 0.3 * (std::f32::consts::TAU * 277.0 * t).sin() + 0.1 * (std::f32::consts::TAU * 1760.0 * t).sin();
+            let l = 0.3 * (std::f32::consts::TAU * 220.0 * t).sin()
+                + 0.1 * (std::f32::consts::TAU * 3520.0 * t).sin();
+            let r = 0.3 * (std::f32::consts::TAU * 277.0 * t).sin()
+                + 0.1 * (std::f32::consts::TAU * 1760.0 * t).sin();
             [l, r]
         })
         .collect()
@@ -29,8 +31,18 @@ fn signal(rate: usize) -> Vec<f32> {
 fn flac_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("bench.flac");
     let status = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=220:sample_rate=44100:duration={SECONDS}"))
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "sine=frequency=220:sample_rate=44100:duration={SECONDS}"
+        ))
         .args(["-ac", "2", "-c:a", "flac"])
         .arg(&path)
         .status()
@@ -91,12 +103,26 @@ fn stages(c: &mut Criterion) {
     });
     let mut ints = Vec::new();
     f32_to_i16(&pcm, &mut ints);
-    for (profile, bitrate) in [(AacProfile::HeAac, 64_000), (AacProfile::AacLc, 128_000), (AacProfile::AacLc, 256_000)] {
+    for (profile, bitrate) in [
+        (AacProfile::HeAac, 64_000),
+        (AacProfile::AacLc, 128_000),
+        (AacProfile::AacLc, 256_000),
+    ] {
         for afterburner in [true, false] {
-            let name = format!("encode_{}_{}k{}", profile, bitrate / 1000, if afterburner { "_afterburner" } else { "" });
+            let name = format!(
+                "encode_{}_{}k{}",
+                profile,
+                bitrate / 1000,
+                if afterburner { "_afterburner" } else { "" }
+            );
             group.bench_function(name, |b| {
                 b.iter(|| {
-                    let config = EncoderConfig { profile, bitrate, sample_rate: 48_000, afterburner };
+                    let config = EncoderConfig {
+                        profile,
+                        bitrate,
+                        sample_rate: 48_000,
+                        afterburner,
+                    };
                     let mut e = AacEncoder::new(config).unwrap();
                     let mut bytes = 0;
                     for chunk in ints.chunks(8192) {

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{DEFAULT_LADDER, DEFAULT_LIBRARY, DEFAULT_SEGMENT_SECONDS};
+use crate::config::{
+    DEFAULT_ADDR, DEFAULT_CACHE_MIB, DEFAULT_CORS_ORIGIN, DEFAULT_LADDER, DEFAULT_LIBRARY,
+    DEFAULT_SEGMENT_SECONDS,
+};
 
 /// segue: an audio-first HLS/DASH streaming server.
 #[derive(Debug, Parser)]
@@ -25,6 +28,8 @@ pub enum Command {
     List(ListArgs),
     /// Rebuild the catalog index from the track directories.
     Reindex(LibraryArgs),
+    /// Serve the library over HTTP (HLS, DASH, JSON API) until SIGINT or SIGTERM.
+    Serve(ServeArgs),
 }
 
 /// The library location, shared by every subcommand.
@@ -72,4 +77,21 @@ pub struct ListArgs {
     pub json: bool,
     /// Words to search for in title, artist and album.
     pub query: Vec<String>,
+}
+
+/// Flags of `segue serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Library location.
+    #[command(flatten)]
+    pub library: LibraryArgs,
+    /// Address to listen on, IP:PORT (port 0 picks a free port).
+    #[arg(long, default_value = DEFAULT_ADDR, env = "SEGUE_ADDR")]
+    pub addr: String,
+    /// Access-Control-Allow-Origin of every response: * or one origin.
+    #[arg(long, default_value = DEFAULT_CORS_ORIGIN)]
+    pub cors_origin: String,
+    /// Size of the in-memory cache of hot files, in MiB (0 disables it).
+    #[arg(long, default_value_t = DEFAULT_CACHE_MIB)]
+    pub cache_mib: u64,
 }

@@ -1,6 +1,8 @@
 //! Validated settings built from the raw command-line flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::ingest::decode::DecodeOptions;
 use crate::ingest::encode::AacProfile;
@@ -14,6 +16,15 @@ pub const DEFAULT_LADDER: &str = "he-aac:64k,aac-lc:128k,aac-lc:256k";
 pub const DEFAULT_SEGMENT_SECONDS: f64 = 4.0;
 /// Default duration of the short first segment, in seconds (fast start).
 pub const DEFAULT_FIRST_SEGMENT_SECONDS: f64 = 1.0;
+
+/// Default address `segue serve` listens on.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default `Access-Control-Allow-Origin`: any origin may fetch the media.
+pub const DEFAULT_CORS_ORIGIN: &str = "*";
+/// Default size of the server's in-memory cache of hot files, in MiB.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
+/// Largest accepted `--cache-mib`.
+pub const MAX_CACHE_MIB: u64 = 1 << 20;
 
 /// A configuration error, with the flag and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +195,77 @@ impl IngestConfig {
     }
 }
 
+/// Validated settings of `segue serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Library directory.
+    pub library: PathBuf,
+    /// Address to listen on (port 0: any free port).
+    pub addr: SocketAddr,
+    /// `Access-Control-Allow-Origin` value: `*` or one origin like `https://player.example`.
+    pub cors_origin: String,
+    /// Bound of the in-memory cache of hot files, in bytes (0: no cache).
+    pub cache_bytes: u64,
+    /// Longest time a handler may take before the request gets a 503.
+    pub request_timeout: Duration,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// Builds a validated config from the raw flags.
+    pub fn new(
+        library: PathBuf,
+        addr: &str,
+        cors_origin: &str,
+        cache_mib: u64,
+    ) -> Result<Self, ConfigError> {
+        let range = |flag, value: &str, reason| ConfigError::Range {
+            flag,
+            value: value.to_string(),
+            reason,
+        };
+        let addr = addr
+            .trim()
+            .parse()
+            .map_err(|_| range("--addr", addr, "must be IP:PORT, e.g. 127.0.0.1:8080"))?;
+        if cors_origin != "*" && !is_origin(cors_origin) {
+            return Err(range(
+                "--cors-origin",
+                cors_origin,
+                "must be * or an origin like https://player.example:8443",
+            ));
+        }
+        if cache_mib > MAX_CACHE_MIB {
+            return Err(range(
+                "--cache-mib",
+                &cache_mib.to_string(),
+                "must be at most 1048576",
+            ));
+        }
+        Ok(ServeConfig {
+            library,
+            addr,
+            cors_origin: cors_origin.to_string(),
+            cache_bytes: cache_mib << 20,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        })
+    }
+}
+
+/// Whether `text` is a serialized origin (`scheme://host[:port]`, no path), as browsers send it.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, authority)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +290,30 @@ mod tests {
         ] {
             let e = Ladder::parse(bad).unwrap_err().to_string();
             assert!(e.contains("--ladder"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn serve_flags_are_validated() {
+        let ok = ServeConfig::new("lib".into(), "127.0.0.1:0", "https://a.example:8443", 0);
+        assert_eq!(ok.unwrap().addr.port(), 0);
+        assert_eq!(
+            ServeConfig::new("lib".into(), "[::1]:80", "*", 256)
+                .unwrap()
+                .cache_bytes,
+            256 << 20
+        );
+        for (addr, origin, mib) in [
+            ("localhost", "*", 1),
+            ("127.0.0.1:8080", "https://a.example/path", 1),
+            ("127.0.0.1:8080", "a.example", 1),
+            ("127.0.0.1:8080", "https://a.example\r\nX: y", 1),
+            ("127.0.0.1:8080", "*", MAX_CACHE_MIB + 1),
+        ] {
+            assert!(
+                ServeConfig::new("lib".into(), addr, origin, mib).is_err(),
+                "{addr} {origin}"
+            );
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`catalog`] the track record (`track.json`, the truth) and its SQLite index.
 //! - [`store`] the library directory: layout and atomic staging of tracks.
 //! - [`report`] how `segue ingest` reports progress and results (terminal bars, JSON lines).
+//! - [`server`] the origin server (`segue serve`): media files, catalog JSON, metrics over HTTP.
 #![warn(missing_docs)]
 
 pub mod catalog;
@@ -24,5 +25,6 @@ pub mod config;
 pub mod ingest;
 pub mod manifest;
 pub mod report;
+pub mod server;
 pub mod store;
 pub mod units;

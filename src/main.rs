@@ -1,28 +1,36 @@
 //! The `segue` binary: parse the command line, start tracing, run.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use segue::catalog::Catalog;
-use segue::cli::{Cli, Command, IngestArgs, ListArgs};
-use segue::config::IngestConfig;
+use segue::cli::{Cli, Command, IngestArgs, ListArgs, ServeArgs};
+use segue::config::{IngestConfig, ServeConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
 use segue::store::LibraryLayout;
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server's access log is on by default; the other commands only warn.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "warn,segue=info,tower_http=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Panics inside an ingest are caught and reported for their file; keep them out of the
     // terminal except in the log.
     std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -49,7 +57,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => serve(args),
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::new(
+        args.library.library,
+        &args.addr,
+        &args.cors_origin,
+        args.cache_mib,
+    )?;
+    let state = segue::server::AppState::new(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("listen on {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        // Hook the signals before announcing the address, so a SIGTERM sent as soon as the line
+        // is read already shuts down gracefully.
+        let shutdown = segue::server::shutdown_signal();
+        // The one line on stdout: scripts and tests read the real port from it.
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on http://{addr}")?;
+        stdout.flush()?;
+        drop(stdout);
+        segue::server::serve(listener, state, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {

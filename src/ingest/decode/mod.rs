@@ -1,0 +1,405 @@
+//! Source decoding: any audio file symphonia understands becomes interleaved stereo `f32` PCM at
+//! the source sample rate, plus its tags and cover art. Encoder delay and padding are trimmed
+//! (MP3 LAME/Xing header, Ogg granule positions, MP4 `iTunSMPB` or edit list) so the output is
+//! exactly the original samples: later stages count samples to keep tracks gapless, so a stray
+//! 1105-sample MP3 priming gap would be audible and would break the segment arithmetic. Mono is
+//! duplicated to both sides; more channels are downmixed with ITU-R BS.775 style coefficients,
+//! scaled so the mix cannot clip. Hostile headers are rejected before anything allocates, and
+//! symphonia panics are caught and reported as errors for that file.
+//!
+//! This module holds the public types and the packet loop. The parts with a subject of their own
+//! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
+//! symphonia sees the file), `symphonia_glue` (probing, panic containment, error mapping), `tags`
+//! (tags and cover art), `mp4_gapless` (MP4 priming trim) and `downmix` (channels to stereo).
+
+mod downmix;
+mod header_check;
+mod mp4_gapless;
+mod symphonia_glue;
+mod tags;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::path::Path;
+
+use symphonia::core::audio::Channels;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::well_known as fmts;
+use symphonia::core::formats::{FormatReader, TrackType};
+
+use mp4_gapless::GaplessTrim;
+use symphonia_glue::{audio_params, codec_name, guard, probe, sym_error};
+
+/// Limits that protect against hostile headers (checked before allocating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Largest accepted channel count.
+    pub max_channels: u32,
+    /// Highest accepted sample rate, in Hz.
+    pub max_sample_rate: u32,
+    /// Lowest accepted sample rate, in Hz.
+    pub min_sample_rate: u32,
+    /// Longest accepted duration, in seconds.
+    pub max_duration_seconds: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        let max_duration_seconds = 6 * 3600;
+        Self {
+            max_channels: 32,
+            max_sample_rate: 768_000,
+            min_sample_rate: 8_000,
+            max_duration_seconds,
+        }
+    }
+}
+
+/// What the source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// Short container name: "flac", "wav", "aiff", "mp3", "ogg", "mp4", "adts".
+    pub container: String,
+    /// Short lowercase codec name: "flac", "mp3", "aac", "alac", "vorbis", "pcm_s16le", ...
+    pub codec: String,
+    /// Sample rate, in Hz.
+    pub sample_rate: u32,
+    /// Channel count of the source (the output is always stereo).
+    pub channels: u32,
+    /// Bits per sample, for codecs that have them.
+    pub bits_per_sample: Option<u32>,
+    /// Frames (samples per channel) if the container says, after gapless trimming.
+    pub total_frames: Option<u64>,
+}
+
+/// Tags read from the file (any metadata revision: container tags, ID3v2, Vorbis comments, ilst).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tags {
+    /// Track title.
+    pub title: Option<String>,
+    /// Track artist.
+    pub artist: Option<String>,
+    /// Album title.
+    pub album: Option<String>,
+    /// Track number within its disc ("3/12" reads as 3).
+    pub track_number: Option<u32>,
+    /// Release or recording year.
+    pub year: Option<i32>,
+}
+
+/// Embedded cover art.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoverArt {
+    /// Media type, e.g. "image/jpeg" or "image/png".
+    pub media_type: String,
+    /// The encoded image.
+    pub data: Vec<u8>,
+}
+
+/// Why a file cannot be decoded. None is recoverable for that file: after an error,
+/// [`SourceDecoder::next_chunk`] returns `Ok(None)`.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The file cannot be opened or read.
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file has zero bytes.
+    #[error("file is empty")]
+    Empty,
+    /// No demuxer recognises the content.
+    #[error("not a recognized audio file")]
+    UnrecognizedFormat,
+    /// The container holds no audio track.
+    #[error("the file contains no audio track")]
+    NoAudioTrack,
+    /// The audio codec (named) is not supported.
+    #[error("unsupported audio codec or feature: {0}")]
+    UnsupportedCodec(String),
+    /// A header value is beyond the configured limits; the message names value and limit.
+    #[error("{0}")]
+    Limit(String),
+    /// The stream is corrupt or truncated; carries symphonia's message.
+    #[error("the audio stream is corrupt or truncated: {0}")]
+    Malformed(String),
+    /// symphonia panicked on this file (the panic was caught).
+    #[error("the decoder crashed on this file: {0}")]
+    Panicked(String),
+}
+
+/// Consecutive undecodable packets tolerated (each skipped with a warning) before giving up.
+const MAX_BAD_PACKETS: u32 = 8;
+
+/// Decodes one file to interleaved stereo `f32` chunks.
+pub struct SourceDecoder {
+    reader: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    info: SourceInfo,
+    tags: Tags,
+    cover: Option<CoverArt>,
+    /// Frames the stream must reach where the header is reliable (FLAC, WAV, AIFF).
+    exact_frames: Option<u64>,
+    /// The duration cap, in frames, enforced while decoding too (headers may not say).
+    max_frames: u64,
+    /// Container-level gapless trim the decoder does not apply (MP4): frames to drop, to keep.
+    skip: u64,
+    remaining: Option<u64>,
+    layout: Option<Channels>,
+    /// Downmix coefficients `[left, right]` per decoded plane, for `layout`.
+    matrix: Vec<[f32; 2]>,
+    planes: Vec<Vec<f32>>,
+    out: Vec<f32>,
+    frames: u64,
+    done: bool,
+}
+
+impl DecodeOptions {
+    /// Returns `channels` if within the limits.
+    fn check_channels(&self, channels: usize) -> Result<u32, DecodeError> {
+        let max = self.max_channels;
+        match u32::try_from(channels) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(DecodeError::Limit(format!(
+                "channel count {channels} is outside the supported range 1 to {max}"
+            ))),
+        }
+    }
+
+    /// Returns `rate` (Hz) if within the limits. A `u64`, as an AIFF header's rate can exceed
+    /// `u32`.
+    fn check_rate(&self, rate: u64) -> Result<u32, DecodeError> {
+        let (min, max) = (self.min_sample_rate, self.max_sample_rate);
+        match u32::try_from(rate) {
+            Ok(rate) if (min..=max).contains(&rate) => Ok(rate),
+            _ => Err(DecodeError::Limit(format!(
+                "sample rate {rate} Hz is outside the supported range {min} to {max} Hz"
+            ))),
+        }
+    }
+}
+
+impl SourceDecoder {
+    /// Opens and probes `path`; validates limits before creating the decoder.
+    pub fn open(path: &Path, options: &DecodeOptions) -> Result<Self, DecodeError> {
+        let mut file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Err(DecodeError::Empty);
+        }
+        // symphonia's WAV reader overflows (a panic in debug builds) on absurd header values.
+        header_check::check_header(&mut file, options)?;
+        let mut reader = probe(file)?;
+        let Some(track) = reader.default_track(TrackType::Audio).cloned() else {
+            let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
+            let unknown = unknown.map(|p| DecodeError::UnsupportedCodec(codec_name(p.codec)));
+            return Err(unknown.unwrap_or(DecodeError::NoAudioTrack));
+        };
+        let params = audio_params(&track).ok_or(DecodeError::NoAudioTrack)?;
+
+        // Limits, before any decoder sizes its buffers by these values. What the container leaves
+        // out comes from the decoder: ffmpeg writes rate 0 for AAC above 65535 Hz in MP4, where
+        // the rate is then only in the AudioSpecificConfig.
+        let container_channels = params.channels.as_ref().map(Channels::count);
+        let container_rate = params.sample_rate.filter(|&rate| rate > 0);
+        if let Some(channels) = container_channels {
+            options.check_channels(channels)?;
+        }
+        if let Some(rate) = container_rate {
+            options.check_rate(rate.into())?;
+        }
+        let registry = symphonia::default::get_codecs();
+        if registry.get_audio_decoder(params.codec).is_none() {
+            return Err(DecodeError::UnsupportedCodec(codec_name(params.codec)));
+        }
+        // Gapless on: the MP3 and Vorbis decoders then apply the packets' trim fields.
+        let opts = AudioDecoderOptions::default().gapless(true);
+        let decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
+        let decoded = decoder.codec_params();
+        let channels = container_channels.or(decoded.channels.as_ref().map(Channels::count));
+        let channels = options.check_channels(channels.unwrap_or(0))?;
+        let rate = container_rate.or(decoded.sample_rate);
+        let rate =
+            rate.ok_or_else(|| DecodeError::Limit("the sample rate is not specified".into()))?;
+        let rate = options.check_rate(rate.into())?;
+        let max_frames = options.max_duration_seconds.saturating_mul(u64::from(rate));
+        if let Some(n) = track.num_frames.filter(|&n| n > max_frames) {
+            let (secs, max) = (n / u64::from(rate), options.max_duration_seconds);
+            let msg = format!("duration of {secs} s is above the limit of {max} s");
+            return Err(DecodeError::Limit(msg));
+        }
+
+        let (tags, cover, itunes_gapless) = tags::read_metadata(reader.as_mut(), track.id);
+        let format = reader.format_info().format;
+        let (mut skip, mut remaining, mut total_frames) = (0, None, track.num_frames);
+        // symphonia's MP4 reader ignores the encoder delay (AAC priming): trim it here.
+        if format == fmts::FORMAT_ID_ISOMP4
+            && let Some(GaplessTrim { skip: delay, keep }) =
+                itunes_gapless.or_else(|| mp4_gapless::edit_list_trim(path, &track, rate))
+        {
+            (skip, remaining, total_frames) = (delay, Some(keep), Some(keep));
+        }
+        let exact = matches!(
+            format,
+            fmts::FORMAT_ID_FLAC | fmts::FORMAT_ID_WAVE | fmts::FORMAT_ID_AIFF
+        );
+        let container = match format {
+            fmts::FORMAT_ID_WAVE => "wav".into(),
+            fmts::FORMAT_ID_ISOMP4 => "mp4".into(),
+            fmts::FORMAT_ID_ADTS => "adts".into(),
+            _ => reader.format_info().short_name.to_ascii_lowercase(),
+        };
+        let codec = codec_name(params.codec);
+        let bits_per_sample = params.bits_per_sample;
+        let info = SourceInfo {
+            container,
+            codec,
+            sample_rate: rate,
+            channels,
+            bits_per_sample,
+            total_frames,
+        };
+        Ok(Self {
+            reader,
+            decoder,
+            track_id: track.id,
+            info,
+            tags,
+            cover,
+            exact_frames: track.num_frames.filter(|&n| exact && n > 0),
+            max_frames,
+            skip,
+            remaining,
+            layout: None,
+            matrix: Vec::new(),
+            planes: Vec::new(),
+            out: Vec::new(),
+            frames: 0,
+            done: false,
+        })
+    }
+
+    /// What the source is.
+    pub fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    /// Tags read from the file.
+    pub fn tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    /// Largest front cover (or the largest visual if there is no front cover).
+    pub fn cover(&self) -> Option<&CoverArt> {
+        self.cover.as_ref()
+    }
+
+    /// Total frames (samples per channel) returned so far.
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames
+    }
+
+    /// The next chunk of interleaved stereo `f32` (L,R,L,R...), nominal range [-1, 1], at the
+    /// source rate; `Ok(None)` at the end. The slice is valid until the next call.
+    pub fn next_chunk(&mut self) -> Result<Option<&[f32]>, DecodeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let more = self.decode_next();
+        self.done = !matches!(more, Ok(true));
+        more.map(|more| more.then_some(self.out.as_slice()))
+    }
+
+    /// Decodes packets until one yields audio (`true`) or the stream ends (`false`).
+    fn decode_next(&mut self) -> Result<bool, DecodeError> {
+        let mut bad = 0;
+        while self.remaining != Some(0) {
+            let packet = match guard(|| self.reader.next_packet())? {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return self.finish(),
+                Err(SymError::ResetRequired) => {
+                    return Err(DecodeError::Malformed(
+                        "the stream changes format mid-way".into(),
+                    ));
+                }
+                Err(e) => return Err(sym_error(e)),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let (decoder, planes) = (&mut self.decoder, &mut self.planes);
+            let decoded = guard(|| {
+                let buf = decoder.decode(&packet)?;
+                buf.copy_to_vecs_planar::<f32>(planes);
+                Ok((
+                    buf.frames(),
+                    buf.spec().rate(),
+                    buf.spec().channels().clone(),
+                ))
+            })?;
+            let (frames, rate, layout) = match decoded {
+                Ok(decoded) => decoded,
+                // One bad packet is skipped (the decoder docs call these recoverable); a run is not.
+                Err(e @ (SymError::DecodeError(_) | SymError::IoError(_)))
+                    if bad < MAX_BAD_PACKETS =>
+                {
+                    bad += 1;
+                    tracing::warn!("skipping an undecodable packet: {e}");
+                    continue;
+                }
+                Err(e) => return Err(sym_error(e)),
+            };
+            bad = 0;
+            let n = self.planes.len();
+            if rate != self.info.sample_rate || n == 0 || n > self.info.channels as usize {
+                let msg = format!("the stream changes to {rate} Hz, {n} channels mid-way");
+                return Err(DecodeError::Malformed(msg));
+            }
+            if self.layout.as_ref() != Some(&layout) || self.matrix.len() != n {
+                self.matrix = downmix::mix_matrix(&layout, n);
+                self.layout = Some(layout);
+            }
+
+            // Trims the decoder left to us. A decoder that ignores the packet's trim fields returns
+            // more frames than `packet.dur`; the MP4 reader also marks a short final AAC frame only
+            // through its duration. Then the container's delay and length.
+            let (dur, trim) = (packet.dur.get() as usize, packet.trim_start.get() as usize);
+            let (mut start, mut end) = (0, frames);
+            if frames > dur && (dur > 0 || trim > 0 || !packet.trim_end.is_zero()) {
+                start = trim.min(frames - dur);
+                end = start + dur;
+            }
+            let skip = self.skip.min((end - start) as u64);
+            self.skip -= skip;
+            start += skip as usize;
+            if let Some(left) = self.remaining.as_mut() {
+                end = start + (end - start).min(*left as usize);
+                *left -= (end - start) as u64;
+            }
+            if end == start {
+                continue;
+            }
+            downmix::mix(&self.planes, &self.matrix, start..end, &mut self.out);
+            self.frames += (end - start) as u64;
+            if self.frames > self.max_frames {
+                let max = self.max_frames / u64::from(self.info.sample_rate);
+                return Err(DecodeError::Limit(format!(
+                    "duration is above the limit of {max} s"
+                )));
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// End of stream: a stream shorter than its reliable header announced is truncated.
+    fn finish(&mut self) -> Result<bool, DecodeError> {
+        match self.exact_frames {
+            Some(n) if self.frames < n => {
+                let msg = format!("truncated: decoded {} of {n} samples", self.frames);
+                Err(DecodeError::Malformed(msg))
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The boundary with symphonia: probing, containing its panics, and mapping its errors and codec
+//! ids onto ours.
+
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use symphonia::core::codecs::audio::well_known as ids;
+use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, Track};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+use super::DecodeError;
+use crate::ingest::pipeline::panic_message;
+
+/// Probes the file's content (symphonia 0.6 ignores hints). Metadata ahead of the stream (ID3v2)
+/// is handed to the format reader and comes first in its metadata log.
+pub(super) fn probe(file: File) -> Result<Box<dyn FormatReader>, DecodeError> {
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let (probe, fmt_opts) = (symphonia::default::get_probe(), FormatOptions::default());
+    let probed = guard(|| probe.probe(&Hint::new(), mss, fmt_opts, MetadataOptions::default()))?;
+    probed.map_err(|e| match e {
+        SymError::Unsupported(m) if m.contains("no suitable format reader") => {
+            DecodeError::UnrecognizedFormat
+        }
+        e => sym_error(e),
+    })
+}
+
+/// Runs a symphonia call, turning a panic (known to happen on malformed input) into an error.
+pub(super) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| DecodeError::Panicked(panic_message(&*panic)))
+}
+
+/// Maps a symphonia error onto [`DecodeError`].
+pub(super) fn sym_error(e: SymError) -> DecodeError {
+    match e {
+        // Real I/O failures carry an OS error; symphonia's own "out of bounds" reads do not.
+        SymError::IoError(e) if e.raw_os_error().is_some() => DecodeError::Io(e),
+        SymError::Unsupported(m) => DecodeError::UnsupportedCodec(m.into()),
+        SymError::LimitError(m) => {
+            DecodeError::Limit(format!("a header value is beyond a limit: {m}"))
+        }
+        SymError::DecodeError(m) => DecodeError::Malformed(m.into()),
+        e => DecodeError::Malformed(e.to_string()),
+    }
+}
+
+/// The audio parameters of `track`, if it is an audio track.
+pub(super) fn audio_params(track: &Track) -> Option<&AudioCodecParameters> {
+    track.codec_params.as_ref().and_then(|p| p.audio())
+}
+
+/// Short lowercase name of a codec, also for codecs this build cannot decode.
+pub(super) fn codec_name(id: AudioCodecId) -> String {
+    if let Some(registered) = symphonia::default::get_codecs().get_audio_decoder(id) {
+        return registered.codec.info.short_name.to_ascii_lowercase();
+    }
+    // Codecs met in music libraries that this build cannot decode.
+    let name = match id {
+        ids::CODEC_ID_OPUS => "opus",
+        ids::CODEC_ID_MP2 => "mp2",
+        ids::CODEC_ID_AC3 => "ac3",
+        ids::CODEC_ID_EAC3 => "eac3",
+        ids::CODEC_ID_WAVPACK => "wavpack",
+        _ => return format!("codec id {id}"),
+    };
+    name.into()
+}

@@ -1,0 +1,312 @@
+//! One static representation ([`Entity`]) turned into the right response for a request: content
+//! coding, validators and caching headers, preconditions (304/412), and ranges (206/416).
+//! Media files, API JSON and the player page all go through [`respond`], so every rule of RFC
+//! 9110 is applied the same way everywhere.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::conditional::{self, EntityTag, Precondition, Validators};
+use super::encoding::{self, Coding, Effort, Encodings};
+use super::range::{self, RangePlan};
+
+/// A complete representation held in memory, with its metadata.
+#[derive(Debug)]
+pub struct Entity {
+    /// Media type sent as Content-Type.
+    pub content_type: &'static str,
+    /// Cache-Control sent with 200, 206 and 304.
+    pub cache_control: &'static str,
+    /// Strong tag of the identity body (each content coding appends its suffix).
+    pub etag: EntityTag,
+    /// Modification time, sent as Last-Modified and used by If-Modified-Since.
+    pub last_modified: Option<SystemTime>,
+    /// The identity body.
+    pub body: Bytes,
+    /// Compressed forms, for representations that may be compressed (text only).
+    pub encodings: Option<Encodings>,
+}
+
+/// Hex of the first 128 bits of the BLAKE3 hash of `bytes`: an entity tag that depends on
+/// nothing but the content, so it is the same after a restart and on every origin.
+pub fn content_tag(bytes: &[u8]) -> EntityTag {
+    let hash = blake3::hash(bytes);
+    let hex: String = hash.as_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    EntityTag::strong(hex)
+}
+
+impl Entity {
+    /// An entity of `body`, tagged by its content hash.
+    pub fn new(
+        content_type: &'static str,
+        cache_control: &'static str,
+        body: Bytes,
+        last_modified: Option<SystemTime>,
+    ) -> Self {
+        Entity {
+            content_type,
+            cache_control,
+            etag: content_tag(&body),
+            last_modified,
+            body,
+            encodings: None,
+        }
+    }
+
+    /// Marks the entity as compressible with gzip and br, compressed with `effort`.
+    pub fn compressible(mut self, effort: Effort) -> Self {
+        self.encodings = Some(Encodings::new(effort));
+        self
+    }
+
+    /// Approximate memory held, in bytes: the body, plus room for its compressed forms (which
+    /// are made later and are smaller than the body, or not kept).
+    pub fn weight(&self) -> u64 {
+        let body = self.body.len() as u64;
+        let compressed = if self.encodings.is_some() { body } else { 0 };
+        body + compressed + 256
+    }
+}
+
+/// The coding to send `entity` in: identity when it is not compressible or a Range is asked
+/// (ranges are served from the identity representation only), else what Accept-Encoding prefers.
+pub fn select_coding(headers: &HeaderMap, entity: &Entity) -> Coding {
+    if entity.encodings.is_none() || headers.contains_key(header::RANGE) {
+        return Coding::Identity;
+    }
+    encoding::negotiate(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Makes sure the `coding` form of `entity` exists, compressing on a blocking thread if not.
+pub async fn prepare(entity: &Arc<Entity>, coding: Coding) {
+    let Some(encodings) = &entity.encodings else {
+        return;
+    };
+    if encodings.is_ready(coding) {
+        return;
+    }
+    let entity = Arc::clone(entity);
+    let compressed = tokio::task::spawn_blocking(move || {
+        if let Some(e) = &entity.encodings {
+            e.get(coding, &entity.body);
+        }
+    });
+    if let Err(e) = compressed.await {
+        tracing::warn!(error = %e, "compression task failed; compressing inline");
+    }
+}
+
+fn put(headers: &mut HeaderMap, name: HeaderName, value: impl AsRef<str>) {
+    match HeaderValue::from_str(value.as_ref()) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => tracing::error!(%name, "invalid header value not sent"),
+    }
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Builds the response to a GET or HEAD of `entity` in `coding` (see [`select_coding`]);
+/// `now` is the time the response is generated (its Date). For HEAD the body is stripped later
+/// by the router, after Content-Length is set from it, so both methods get the same headers.
+pub fn respond(
+    method: &Method,
+    request: &HeaderMap,
+    entity: &Entity,
+    coding: Coding,
+    now: SystemTime,
+) -> Response {
+    let encoded = entity
+        .encodings
+        .as_ref()
+        .and_then(|e| e.get(coding, &entity.body));
+    let (coding, body) = match encoded {
+        Some(body) => (coding, body),
+        None => (Coding::Identity, entity.body.clone()),
+    };
+    let etag = entity.etag.with_suffix(coding.etag_suffix());
+    let validators = Validators {
+        etag: &etag,
+        last_modified: entity.last_modified,
+    };
+
+    // Sent with 200, 206 and 304 alike (RFC 9110 15.4.5 for 304).
+    let mut h = HeaderMap::new();
+    put(&mut h, header::ETAG, etag.to_header());
+    put(&mut h, header::CACHE_CONTROL, entity.cache_control);
+    if let Some(lm) = entity.last_modified {
+        put(&mut h, header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if entity.encodings.is_some() {
+        put(&mut h, header::VARY, "Accept-Encoding");
+    }
+    put(&mut h, header::ACCEPT_RANGES, "bytes");
+    put(&mut h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+
+    match conditional::evaluate(method, request, validators, now) {
+        Precondition::NotModified => return response(StatusCode::NOT_MODIFIED, h, Bytes::new()),
+        Precondition::Failed => {
+            return response(
+                StatusCode::PRECONDITION_FAILED,
+                HeaderMap::new(),
+                Bytes::new(),
+            );
+        }
+        Precondition::Proceed => {}
+    }
+    put(&mut h, header::CONTENT_TYPE, entity.content_type);
+    if let Some(token) = coding.token() {
+        put(&mut h, header::CONTENT_ENCODING, token);
+    }
+
+    // Range handling is defined for GET only (RFC 9110 14.2); HEAD mirrors GET's headers.
+    let ranged = method == Method::GET || method == Method::HEAD;
+    let ranges = request.get_all(header::RANGE).iter().collect::<Vec<_>>();
+    let plan = match ranges.as_slice() {
+        [value] if ranged && conditional::if_range_allows_range(request, validators, now) => value
+            .to_str()
+            .map_or(RangePlan::Full, |v| range::plan(v, body.len() as u64)),
+        _ => RangePlan::Full,
+    };
+    let len = body.len() as u64;
+    match plan {
+        RangePlan::Full => response(StatusCode::OK, h, body),
+        RangePlan::Unsatisfiable => {
+            let mut h416 = HeaderMap::new();
+            put(
+                &mut h416,
+                header::CONTENT_RANGE,
+                range::unsatisfied_range(len),
+            );
+            put(&mut h416, header::ACCEPT_RANGES, "bytes");
+            response(StatusCode::RANGE_NOT_SATISFIABLE, h416, Bytes::new())
+        }
+        RangePlan::Single(r) => {
+            put(&mut h, header::CONTENT_RANGE, r.content_range(len));
+            response(StatusCode::PARTIAL_CONTENT, h, range::single_part(&body, r))
+        }
+        RangePlan::Multiple(rs) => {
+            // The content tag is hex, so it never meets the boundary's "segue-byteranges-"
+            // prefix by chance in a part's header; in the binary data a 47-character boundary
+            // turning up is as likely as a hash collision.
+            let boundary = format!("segue-byteranges-{}", etag.opaque());
+            let multipart = range::multipart(&body, &rs, entity.content_type, &boundary);
+            let media_type = format!("multipart/byteranges; boundary={boundary}");
+            put(&mut h, header::CONTENT_TYPE, media_type);
+            response(StatusCode::PARTIAL_CONTENT, h, multipart)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn entity() -> Entity {
+        let lm = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Entity::new(
+            "audio/mp4",
+            "immutable",
+            Bytes::from_static(b"0123456789"),
+            Some(lm),
+        )
+    }
+
+    fn get(pairs: &[(HeaderName, &str)], e: &Entity) -> Response {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(n, HeaderValue::from_str(v).unwrap());
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        respond(&Method::GET, &h, e, select_coding(&h, e), now)
+    }
+
+    #[test]
+    fn not_modified_repeats_the_caching_headers() {
+        let e = entity();
+        let etag = e.etag.to_header();
+        let r = get(&[(header::IF_NONE_MATCH, &etag)], &e);
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        for name in [header::ETAG, header::CACHE_CONTROL, header::LAST_MODIFIED] {
+            assert!(r.headers().contains_key(&name), "{name}");
+        }
+        assert!(!r.headers().contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn ranges_become_206_and_416() {
+        let e = entity();
+        let r = get(&[(header::RANGE, "bytes=-3")], &e);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 7-9/10");
+        let r = get(&[(header::RANGE, "bytes=10-")], &e);
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10");
+        let r = get(
+            &[(header::RANGE, "bytes=0-1"), (header::RANGE, "bytes=2-3")],
+            &e,
+        );
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "two Range fields are invalid: ignored"
+        );
+        let r = get(
+            &[(header::RANGE, "bytes=0-1"), (header::IF_RANGE, "\"old\"")],
+            &e,
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn compressed_representations_have_their_own_tag_and_vary() {
+        let body = Bytes::from("#EXTM3U\n".repeat(100));
+        let e = Entity::new("application/vnd.apple.mpegurl", "x", body, None)
+            .compressible(Effort::Once);
+        let r = get(&[(header::ACCEPT_ENCODING, "gzip")], &e);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
+        let tag = r.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(tag, e.etag.with_suffix("-gz").to_header());
+        // The identity tag does not validate the gzip representation, and vice versa.
+        let r = get(
+            &[
+                (header::ACCEPT_ENCODING, "gzip"),
+                (header::IF_NONE_MATCH, &tag),
+            ],
+            &e,
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let r = get(&[(header::IF_NONE_MATCH, &tag)], &e);
+        assert_eq!(r.status(), StatusCode::OK);
+        // A Range gets the identity representation.
+        let r = get(
+            &[
+                (header::ACCEPT_ENCODING, "br"),
+                (header::RANGE, "bytes=0-0"),
+            ],
+            &e,
+        );
+        assert!(!r.headers().contains_key(header::CONTENT_ENCODING));
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    }
+}

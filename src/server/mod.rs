@@ -1,0 +1,265 @@
+//! The origin server (`segue serve`): the library over HTTP, for CDNs and players.
+//!
+//! [`app`] builds the router from an [`AppState`] (so tests can drive it without a socket) and
+//! [`serve`] runs it on a listener until a shutdown future completes, then drains the requests in
+//! flight. Requests flow through, outermost first: the access log (tower-http TraceLayer), the
+//! metrics ([`metrics`]), CORS ([`http::cors`]), the request timeout, then one of:
+//!
+//! - `/media/{track_id}/{path}` ([`media`]): files of the track directory, validated by [`paths`]
+//!   and read through [`files`] (hot-file cache, symlink checks);
+//! - `/api/tracks`, `/api/tracks/{id}` ([`api`]): the catalog as JSON;
+//! - `/` ([`player`]), `/metrics`, `/healthz`.
+//!
+//! Everything a handler sends as a body goes through [`http::respond`], which applies RFC 9110:
+//! validators and conditional requests, ranges, content codings. Handler errors are one
+//! [`ApiError`]. [`conn`] counts connections and closes idle ones.
+
+pub mod api;
+pub mod conn;
+pub mod error;
+pub mod files;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod paths;
+pub mod player;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::ServeConfig;
+use crate::store::{LibraryLayout, StoreError};
+use conn::TrackedListener;
+use error::ApiError;
+use files::FileStore;
+use http::cors::Cors;
+use metrics::Metrics;
+
+/// Errors that stop the server from starting or running; none is recoverable by retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The library directory cannot be created or read.
+    #[error("library {path}: {source}")]
+    Library {
+        /// Library root.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The catalog index cannot be opened.
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    /// A socket or filesystem operation failed.
+    #[error("{op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The CORS origin is not a valid header value.
+    #[error("invalid CORS origin {0:?}")]
+    CorsOrigin(String),
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    catalog: Mutex<CatalogHandle>,
+    files: Arc<FileStore>,
+    metrics: Arc<Metrics>,
+    cors: Cors,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// The catalog connection (its type has no Debug).
+struct CatalogHandle(Catalog);
+
+impl std::fmt::Debug for CatalogHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Catalog")
+    }
+}
+
+/// Result of a closure run on the catalog.
+type CatalogResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+impl AppState {
+    /// Opens the library of `config` (creating it if needed) and its catalog (which reconciles
+    /// the index with the track directories: blocking work, done once at startup).
+    pub fn new(config: &ServeConfig) -> Result<Self, ServerError> {
+        let layout = LibraryLayout::new(&config.library);
+        let library_error = |source| ServerError::Library {
+            path: config.library.clone(),
+            source,
+        };
+        layout.create().map_err(library_error)?;
+        let catalog = Catalog::open(&layout)?;
+        let metrics = Arc::new(Metrics::new());
+        let files = FileStore::new(
+            &layout.tracks_dir(),
+            config.cache_bytes,
+            Arc::clone(&metrics),
+        )
+        .map_err(|source| ServerError::Io {
+            op: "open the tracks directory",
+            source,
+        })?;
+        let origin = HeaderValue::from_str(&config.cors_origin)
+            .map_err(|_| ServerError::CorsOrigin(config.cors_origin.clone()))?;
+        let shared = Shared {
+            catalog: Mutex::new(CatalogHandle(catalog)),
+            files: Arc::new(files),
+            metrics,
+            cors: Cors::new(origin),
+            request_timeout: config.request_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        Ok(AppState {
+            inner: Arc::new(shared),
+        })
+    }
+
+    /// The media file store.
+    pub fn files(&self) -> &Arc<FileStore> {
+        &self.inner.files
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Runs `f` on the catalog on a blocking thread. One connection serves every request: the
+    /// queries are short, and WAL mode shows it each commit of a concurrent ingest.
+    pub async fn with_catalog<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> CatalogResult<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let shared = Arc::clone(&self.inner);
+        let run = tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave the connection half-changed (reads
+            // only), so a poisoned lock is still usable.
+            let catalog = shared
+                .catalog
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            f(&catalog.0)
+        });
+        run.await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+}
+
+/// The router: every route and middleware of the server.
+pub fn app(state: AppState) -> Router {
+    let metrics = Arc::clone(state.metrics());
+    let cors = state.inner.cors.clone();
+    let timeout = state.inner.request_timeout;
+    Router::new()
+        .route("/", get(player::index))
+        .route("/healthz", get(healthz))
+        .route(
+            "/metrics",
+            get(metrics::render).with_state(Arc::clone(&metrics)),
+        )
+        .route("/api/tracks", get(api::list_tracks))
+        .route("/api/tracks/{id}", get(api::get_track))
+        .route("/media/{track_id}/{*path}", get(media::media))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(from_fn_with_state(cors, http::cors::cors))
+        .layer(from_fn_with_state(metrics, metrics::track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting, lets the
+/// requests in flight finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = TrackedListener::new(
+        listener,
+        Arc::clone(state.metrics()),
+        state.inner.idle_timeout,
+    );
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServerError::Io {
+            op: "serve",
+            source,
+        })
+}
+
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed by this call (it
+/// must run inside the runtime), so a signal that arrives before the future is first polled is
+/// not lost; a signal that cannot be hooked is logged and never fires.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let hook = |kind: SignalKind, name: &'static str| {
+        signal(kind)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot listen for {name}"))
+            .ok()
+    };
+    let interrupt = hook(SignalKind::interrupt(), "SIGINT");
+    let terminate = hook(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = next_signal(interrupt) => {},
+            () = next_signal(terminate) => {},
+        }
+        tracing::info!("shutting down: draining requests in flight");
+    }
+}
+
+/// The next delivery of `signal`, or never if it could not be hooked.
+async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => drop(signal.recv().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// `GET /healthz`.
+async fn healthz() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+}
+
+/// Any other path.
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
