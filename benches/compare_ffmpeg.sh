@@ -44,7 +44,7 @@ awk '{ w[$1]+=$2; n[$1]++ } END {
 echo "# per-stage CPU of one segue run (thread CPU time) against its wall time on 2 cores"
 rm -rf "$work/lib"
 start=$(date +%s.%N)
-RUST_LOG=segue=info "$segue" ingest --library "$work/lib" "$work/5min.flac" 2>"$work/stages.log" >/dev/null
+RUST_LOG=segue=debug "$segue" ingest --library "$work/lib" "$work/5min.flac" 2>"$work/stages.log" >/dev/null
 end=$(date +%s.%N)
 grep "stage CPU time" "$work/stages.log" | sed 's/\x1b\[[0-9;]*m//g' | tee "$work/stages.txt"
 python3 - "$work/stages.txt" "$start" "$end" <<'PY'

@@ -94,4 +94,8 @@ pub struct ServeArgs {
     /// Size of the in-memory cache of hot files, in MiB (0 disables it).
     #[arg(long, default_value_t = DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
+    /// Ingest these files or directories (default ladder) before serving; files already in the
+    /// library are skipped, so `serve --ingest media/samples` can be run again and again.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub ingest: Vec<PathBuf>,
 }

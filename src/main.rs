@@ -62,6 +62,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.ingest.is_empty() {
+        let config = IngestConfig::new(
+            args.library.library.clone(),
+            segue::config::DEFAULT_LADDER,
+            segue::config::DEFAULT_SEGMENT_SECONDS,
+            None,
+        )?;
+        let observer = TerminalObserver::default();
+        let reports = ingest_batch(&args.ingest, &config, &observer)?;
+        observer.finish();
+        let failed = reports.iter().filter(|r| r.result.is_err()).count();
+        if failed > 0 {
+            eprintln!("{failed} of {} files failed to ingest; serving the rest", reports.len());
+        }
+    }
     let config = ServeConfig::new(
         args.library.library,
         &args.addr,

@@ -183,7 +183,7 @@ pub fn ingest_file(
         let valid = fed?;
         let (loudness, waveform, analyze_cpu) = analysis?;
         let renditions = renditions.into_iter().collect::<Result<Vec<_>, _>>()?;
-        tracing::info!(
+        tracing::debug!(
             file = %path.display(),
             decode_resample_cpu_s = feed_cpu,
             analyze_cpu_s = analyze_cpu,
