@@ -7,7 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file, panic_message};
+use super::panic_message;
+use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
 use crate::store::{LibraryLayout, StoreError};

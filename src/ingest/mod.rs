@@ -12,3 +12,12 @@ pub mod pipeline;
 pub mod rendition;
 pub mod resample;
 pub mod segment;
+
+/// The message of a caught panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -15,6 +15,7 @@ use super::analyze::{LoudnessFigures, LoudnessMeter, Waveform, WaveformBuilder};
 use super::decode::{DecodeError, SourceDecoder};
 use super::encode::{AacEncoder, EncodeError, EncoderConfig, f32_to_i16};
 use super::fmp4::Fmp4Error;
+use super::panic_message;
 use super::rendition::{Message, encode_rendition, finish_rendition};
 use super::resample::{self, ResampleError, Resampler};
 use super::segment::{ALIGNMENT_UNIT, SegmentPlan};
@@ -315,15 +316,6 @@ fn join<T>(
             panic_message(panic.as_ref())
         )))
     })
-}
-
-/// The message of a caught panic payload.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Decodes, resamples and fans the PCM out; returns the valid sample count at the output rate.

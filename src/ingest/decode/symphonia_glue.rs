@@ -13,7 +13,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
-use crate::ingest::pipeline::panic_message;
+use crate::ingest::panic_message;
 
 /// Probes the file's content (symphonia 0.6 ignores hints). Metadata ahead of the stream (ID3v2)
 /// is handed to the format reader and comes first in its metadata log.
