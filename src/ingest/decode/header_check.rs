@@ -94,7 +94,10 @@ fn aiff_comm(chunks: &[u8]) -> Option<HeaderClaims> {
 
 /// The chunks `(id, body)` of a RIFF (little-endian `size`) or IFF (big-endian) chunk list,
 /// each padded to an even length. A body cut off by the end of `data` comes as far as it goes.
-fn iff_chunks(mut data: &[u8], size: fn([u8; 4]) -> u32) -> impl Iterator<Item = ([u8; 4], &[u8])> {
+pub(super) fn iff_chunks(
+    mut data: &[u8],
+    size: fn([u8; 4]) -> u32,
+) -> impl Iterator<Item = ([u8; 4], &[u8])> {
     std::iter::from_fn(move || {
         let id = field(data, 0)?;
         let len = usize::try_from(size(field(data, 4)?)).ok()?;
@@ -106,7 +109,7 @@ fn iff_chunks(mut data: &[u8], size: fn([u8; 4]) -> u32) -> impl Iterator<Item =
 }
 
 /// The `N` bytes at `at` in `data`, if it is long enough.
-fn field<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
+pub(super) fn field<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
     data.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 

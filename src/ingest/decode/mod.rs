@@ -15,6 +15,7 @@
 mod downmix;
 mod header_check;
 mod mp4_gapless;
+mod riff_info;
 mod symphonia_glue;
 mod tags;
 #[cfg(test)]
@@ -87,6 +88,17 @@ pub struct Tags {
     pub track_number: Option<u32>,
     /// Release or recording year.
     pub year: Option<i32>,
+}
+
+impl Tags {
+    /// Fills the fields still empty from `other`.
+    fn fill_from(&mut self, other: Tags) {
+        self.title = self.title.take().or(other.title);
+        self.artist = self.artist.take().or(other.artist);
+        self.album = self.album.take().or(other.album);
+        self.track_number = self.track_number.or(other.track_number);
+        self.year = self.year.or(other.year);
+    }
 }
 
 /// Embedded cover art.
@@ -189,6 +201,7 @@ impl SourceDecoder {
         }
         // symphonia's WAV reader overflows (a panic in debug builds) on absurd header values.
         header_check::check_header(&mut file, options)?;
+        let wav_info = riff_info::read_wav_info(&mut file)?;
         let mut reader = probe(file)?;
         let Some(track) = reader.default_track(TrackType::Audio).cloned() else {
             let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
@@ -229,7 +242,8 @@ impl SourceDecoder {
             return Err(DecodeError::Limit(msg));
         }
 
-        let (tags, cover, itunes_gapless) = tags::read_metadata(reader.as_mut(), track.id);
+        let (mut tags, cover, itunes_gapless) = tags::read_metadata(reader.as_mut(), track.id);
+        tags.fill_from(wav_info);
         let format = reader.format_info().format;
         let (mut skip, mut remaining, mut total_frames) = (0, None, track.num_frames);
         // symphonia's MP4 reader ignores the encoder delay (AAC priming): trim it here.
