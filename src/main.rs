@@ -74,7 +74,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         observer.finish();
         let failed = reports.iter().filter(|r| r.result.is_err()).count();
         if failed > 0 {
-            eprintln!("{failed} of {} files failed to ingest; serving the rest", reports.len());
+            eprintln!(
+                "{failed} of {} files failed to ingest; serving the rest",
+                reports.len()
+            );
         }
     }
     let config = ServeConfig::new(
