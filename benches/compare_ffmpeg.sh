@@ -22,9 +22,8 @@ done
 
 measure() { # label, command...: prints "label wall_s user_s sys_s maxrss_kb"
   local label=$1; shift
-  local out
-  out=$( { /usr/bin/time -f "%e %U %S %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-  echo "$label $out"
+  /usr/bin/time -o "$work/time.txt" -f "%e %U %S %M" "$@" >/dev/null 2>&1
+  echo "$label $(tail -1 "$work/time.txt")"
 }
 
 echo "# 5-minute FLAC, 3-rung ladder, $runs runs each (wall s, user s, sys s, peak RSS KiB)"

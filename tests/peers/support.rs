@@ -1,0 +1,392 @@
+//! Shared by the real-peer tests (`tests/peer_*.rs`): a generated library, the `segue serve`
+//! process under test (stopped on drop), a minimal HTTP/1.0 client for 127.0.0.1, bounded child
+//! processes, and the check that a peer tool is installed.
+//!
+//! Included with `#[path = "peers/support.rs"] mod support;` after `mod common;`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::{TempLibrary, ingest_json, make_input};
+
+/// The peers' own files (page, node script, nginx templates).
+pub fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Fails the test with a message naming the `.ci/run` step that installs `what`.
+pub fn missing_tool(what: &str, ci_step: &str) -> ! {
+    panic!(
+        "{what} is not installed: this real-peer test needs it. `.ci/run` installs it \
+         (step: {ci_step}); run `bash .ci/run` or that step by hand."
+    )
+}
+
+/// Panics via [`missing_tool`] (naming `what`) unless `program` runs with the `probe` args
+/// (`--version`, or an import) and exits 0.
+pub fn require_program(what: &str, program: &str, probe: &[&str], ci_step: &str) {
+    let ok = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        missing_tool(what, ci_step);
+    }
+}
+
+/// A temp library holding one generated track of `seconds` (48 kHz stereo FLAC in, the default
+/// ladder out).
+pub struct Library {
+    /// Keeps the directory alive; removed on drop.
+    pub temp: TempLibrary,
+    /// The ingested track's id.
+    pub track_id: String,
+}
+
+impl Library {
+    /// Generates the input with ffmpeg and ingests it with the `segue` binary.
+    pub fn generated(seconds: f64) -> Library {
+        let temp = TempLibrary::new();
+        let input = make_input(
+            &temp.inputs(),
+            "peer.flac",
+            48_000,
+            seconds,
+            2,
+            &["-c:a", "flac"],
+        );
+        let (code, lines) = ingest_json(&temp.library(), &[], &[&input]);
+        assert_eq!(code, 0, "ingest failed: {lines:?}");
+        let track_id = lines[0]["id"].as_str().expect("track id").to_string();
+        Library { temp, track_id }
+    }
+
+    /// The library root.
+    pub fn root(&self) -> PathBuf {
+        self.temp.library()
+    }
+
+    /// The track's directory (what segue serves under `/media/{id}/`).
+    pub fn track_dir(&self) -> PathBuf {
+        self.root().join("tracks").join(&self.track_id)
+    }
+}
+
+/// A running `segue serve` on 127.0.0.1:0; SIGTERM on drop (then SIGKILL after 5 s).
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub origin: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the server on `library` with `extra` flags and waits (30 s at most) for its
+    /// `listening on http://…` line. Its access log (`tower_http=info`) lands in [`Server::log`].
+    pub fn start(library: &Path, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_segue"));
+        cmd.arg("serve")
+            .arg("--library")
+            .arg(library)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn,segue=info,tower_http=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn segue serve");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {} // keep draining so the server never blocks on stdout
+        });
+        let mut server = Server {
+            child,
+            origin: String::new(),
+            log,
+        };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => match line.strip_prefix("listening on ") {
+                Some(url) => server.origin = url.trim().trim_end_matches('/').to_string(),
+                None => panic!(
+                    "segue serve printed {line:?}, not `listening on http://…`\nstderr:\n{}",
+                    server.log().join("\n")
+                ),
+            },
+            Err(_) => panic!(
+                "segue serve printed no `listening on` line within 30 s\nstderr:\n{}",
+                server.log().join("\n")
+            ),
+        }
+        server
+    }
+
+    /// The lines written to stderr so far (the tracing access log).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The last `n` lines of [`Server::log`], for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// `origin` joined with a server-relative path or URL (`media/…` or `/media/…`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.origin, path.trim_start_matches('/'))
+    }
+
+    /// The track's URLs, from `GET /api/tracks`.
+    pub fn track(&self, id: &str) -> TrackUrls {
+        let resp = http_get(&self.url("/api/tracks"), &[]);
+        assert_eq!(resp.status, 200, "GET /api/tracks: {}", resp.text());
+        let json: serde_json::Value = serde_json::from_slice(&resp.body)
+            .unwrap_or_else(|e| panic!("/api/tracks is not JSON ({e}): {}", resp.text()));
+        let track = json["tracks"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["id"] == id))
+            .unwrap_or_else(|| panic!("track {id} not in /api/tracks: {json}"));
+        TrackUrls::from_api(self, track)
+    }
+
+    /// Stops the server with SIGTERM (graceful), SIGKILL if it is still up after 5 s.
+    pub fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Absolute URLs of one track, as `/api/tracks` gives them.
+#[derive(Debug, Clone)]
+pub struct TrackUrls {
+    /// HLS master playlist.
+    pub hls: String,
+    /// DASH MPD.
+    pub dash: String,
+    /// Rendition directory (as in segment URLs) of the lowest bitrate.
+    pub low_dir: String,
+    /// Rendition directory of the highest bitrate.
+    pub high_dir: String,
+    /// Every rendition's init segment URL, lowest bitrate first.
+    pub inits: Vec<String>,
+    /// Every rendition's HLS media playlist URL, lowest bitrate first.
+    pub playlists: Vec<String>,
+}
+
+impl TrackUrls {
+    fn from_api(server: &Server, track: &serde_json::Value) -> TrackUrls {
+        let url = |v: &serde_json::Value, what: &str| {
+            server.url(
+                v.as_str()
+                    .unwrap_or_else(|| panic!("track has no {what} URL: {track}")),
+            )
+        };
+        let mut renditions: Vec<(u64, String, String, String)> = track["renditions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("track has no renditions: {track}"))
+            .iter()
+            .map(|r| {
+                let init = url(&r["init"], "rendition init");
+                // …/media/{id}/{rendition-dir}/init.mp4
+                let dir = init.rsplit('/').nth(1).unwrap_or_default().to_string();
+                let playlist = url(&r["playlist"], "rendition playlist");
+                (r["bitrate"].as_u64().unwrap_or(0), dir, init, playlist)
+            })
+            .collect();
+        renditions.sort();
+        assert!(renditions.len() >= 2, "need two renditions: {track}");
+        TrackUrls {
+            hls: url(&track["hls"], "hls"),
+            dash: url(&track["dash"], "dash"),
+            low_dir: renditions[0].1.clone(),
+            high_dir: renditions[renditions.len() - 1].1.clone(),
+            inits: renditions.iter().map(|r| r.2.clone()).collect(),
+            playlists: renditions.into_iter().map(|r| r.3).collect(),
+        }
+    }
+}
+
+/// `uri` from a playlist at `base`, made absolute (RFC 3986 5.2, for the relative paths and
+/// absolute paths playlists use).
+pub fn resolve(base: &str, uri: &str) -> String {
+    if uri.starts_with("http://") {
+        uri.to_string()
+    } else if let Some(path) = uri.strip_prefix('/') {
+        let origin_end = base[7..].find('/').map_or(base.len(), |i| i + 7);
+        format!("{}/{path}", &base[..origin_end])
+    } else {
+        format!("{}/{uri}", &base[..base.rfind('/').unwrap_or(base.len())])
+    }
+}
+
+/// An HTTP response as read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header fields in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body (to EOF; HTTP/1.0 with no keep-alive, so never chunked).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as (lossy) text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `GET url` over HTTP/1.0 (`url` must be `http://127.0.0.1:PORT/…`), 10 s timeouts.
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Response {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http URL: {url}"));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    assert!(
+        authority.starts_with("127.0.0.1:"),
+        "peer tests talk to 127.0.0.1 only: {url}"
+    );
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = TcpStream::connect(authority).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    stream.set_write_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read {url}: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in response to {url}"));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line from {url}: {head}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for peers that cannot bind port 0 and
+/// report it (nginx). Callers retry if it was taken in between.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Runs `cmd` to completion with captured output; after `limit` kills its whole process group
+/// (a browser or worker it started too) and fails the test.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_reader = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kill(2) on the process group our child leads (process_group(0) above).
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
+            let stderr = err_reader.join().unwrap_or_default();
+            panic!(
+                "{what} did not finish within {limit:?}; killed. stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
