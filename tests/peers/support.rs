@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use crate::common::RawResponse as Response;
 use crate::common::{TempLibrary, ingest_json, make_input};
 
 /// The peers' own files (page, node script, nginx templates).
@@ -259,33 +260,6 @@ pub fn resolve(base: &str, uri: &str) -> String {
         format!("{}/{path}", &base[..origin_end])
     } else {
         format!("{}/{uri}", &base[..base.rfind('/').unwrap_or(base.len())])
-    }
-}
-
-/// An HTTP response as read off the wire.
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Header fields in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body (to EOF; HTTP/1.0 with no keep-alive, so never chunked).
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as (lossy) text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 

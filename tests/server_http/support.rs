@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use crate::common::RawResponse as Resp;
 use crate::common::{TempLibrary, make_input};
 
 /// Length of the generated test track, in seconds.
@@ -171,39 +172,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.signal_shutdown();
-    }
-}
-
-/// A parsed response.
-#[derive(Debug)]
-pub struct Resp {
-    /// Status code.
-    pub status: u16,
-    /// Header fields in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body as received.
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    /// The first field named `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
