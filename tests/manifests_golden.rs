@@ -18,6 +18,7 @@ fn record() -> TrackRecord {
             average_bandwidth: avg,
             peak_bandwidth: peak,
             init: "init.mp4".into(),
+            init_bytes: 700,
             playlist: "media.m3u8".into(),
             segment_sizes: vec![1000, 2000, 2000, 500],
         };

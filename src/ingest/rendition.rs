@@ -200,6 +200,7 @@ pub(crate) fn finish_rendition(
         }),
     })?;
     r.hasher.update(&init);
+    let init_len = init.len() as u64;
     let partial = staging_dir_of(&r.rung);
     staged.write(Path::new(&partial).join("init.mp4"), &init)?;
     let dir = format!("{}.{}", r.rung.id(), &r.hasher.finalize().to_hex()[..12]);
@@ -219,6 +220,7 @@ pub(crate) fn finish_rendition(
         average_bandwidth: average,
         peak_bandwidth: peak,
         init: "init.mp4".into(),
+        init_bytes: init_len,
         playlist: "media.m3u8".into(),
         segment_sizes: r.segment_sizes,
     })

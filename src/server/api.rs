@@ -20,7 +20,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::http::encoding::Effort;
 use super::http::respond::{Entity, prepare, respond, select_coding};
-use crate::catalog::TrackRecord;
+use crate::catalog::{RenditionRecord, TrackRecord};
 use crate::store::is_track_id;
 
 /// Page size when `limit` is not given.
@@ -63,6 +63,10 @@ pub struct Track {
     pub loudness: TrackLoudness,
     /// Gapless figures, in samples at `sample_rate`.
     pub gapless: TrackGapless,
+    /// Duration of each media segment in samples at `sample_rate` (the same in every rendition;
+    /// priming included in the first, padding in the last), so a player knows every segment's
+    /// place without fetching a playlist.
+    pub segment_durations: Vec<u64>,
     /// The renditions, lowest bitrate first.
     pub renditions: Vec<Rendition>,
 }
@@ -98,6 +102,10 @@ pub struct Rendition {
     pub init: String,
     /// URL of the HLS media playlist.
     pub playlist: String,
+    /// URL template of the media segments: `$Number$` (from 1) gives each one's URL.
+    pub segment_template: String,
+    /// Size in bytes of each media segment, in order.
+    pub segment_sizes: Vec<u64>,
 }
 
 /// A page of tracks.
@@ -135,6 +143,7 @@ impl Track {
                 priming_samples: r.gapless.priming_samples,
                 valid_samples: r.gapless.valid_samples,
             },
+            segment_durations: r.segment_durations.clone(),
             renditions: r
                 .renditions
                 .iter()
@@ -144,6 +153,12 @@ impl Track {
                     bitrate: x.bitrate,
                     init: media(&format!("{}/{}", x.dir, x.init)),
                     playlist: media(&format!("{}/{}", x.dir, x.playlist)),
+                    segment_template: media(&format!(
+                        "{}/{}",
+                        x.dir,
+                        RenditionRecord::SEGMENT_TEMPLATE
+                    )),
+                    segment_sizes: x.segment_sizes.clone(),
                 })
                 .collect(),
         }
@@ -222,7 +237,7 @@ pub async fn get_track(
     Ok(json_response(&method, &headers, json).await)
 }
 
-async fn json_response(method: &Method, headers: &HeaderMap, json: Vec<u8>) -> Response {
+pub(super) async fn json_response(method: &Method, headers: &HeaderMap, json: Vec<u8>) -> Response {
     let entity = Entity::new(
         "application/json",
         API_CACHE_CONTROL,

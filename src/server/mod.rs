@@ -23,6 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod paths;
 pub mod player;
+pub mod prefetch;
 
 use std::future::Future;
 use std::io;
@@ -181,6 +182,7 @@ pub fn app(state: AppState) -> Router {
     let timeout = state.inner.request_timeout;
     Router::new()
         .route("/", get(player::index))
+        .route("/assets/{name}", get(player::asset))
         .route("/healthz", get(healthz))
         .route(
             "/metrics",
@@ -188,6 +190,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/tracks", get(api::list_tracks))
         .route("/api/tracks/{id}", get(api::get_track))
+        .route("/api/prefetch", get(prefetch::prefetch))
         .route("/media/{track_id}/{*path}", get(media::media))
         .fallback(not_found)
         .with_state(state)

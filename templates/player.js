@@ -1,0 +1,1 @@
+// The player: written in issue 4.
