@@ -94,6 +94,16 @@ pub struct ServeArgs {
     /// Size of the in-memory cache of hot files, in MiB (0 disables it).
     #[arg(long, default_value_t = DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
+    /// Another origin whose pages may open the WebSocket control channel (repeatable; `*`
+    /// allows any). The server's own origin is always allowed.
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
+    /// Seconds between WebSocket pings; a peer silent for three of them is dropped.
+    #[arg(long, default_value_t = 15)]
+    pub ws_heartbeat_secs: u64,
+    /// Control commands allowed per second and connection (twice that as a burst).
+    #[arg(long, default_value_t = 20)]
+    pub ws_rate: u32,
     /// Ingest these files or directories (default ladder) before serving; files already in the
     /// library are skipped, so `serve --ingest media/samples` can be run again and again.
     #[arg(long, value_name = "FILE_OR_DIR")]

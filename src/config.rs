@@ -210,6 +210,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// A connection with no byte moving either way for this long is closed.
     pub idle_timeout: Duration,
+    /// The WebSocket control channel's settings.
+    pub control: ControlConfig,
 }
 
 impl ServeConfig {
@@ -250,7 +252,75 @@ impl ServeConfig {
             cache_bytes: cache_mib << 20,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            control: ControlConfig::default(),
         })
+    }
+
+    /// Sets the control channel's flags: extra allowed origins (`*`: any), heartbeat seconds
+    /// and commands per second.
+    pub fn with_control(
+        mut self,
+        origins: &[String],
+        heartbeat_secs: u64,
+        commands_per_second: u32,
+    ) -> Result<Self, ConfigError> {
+        let range = |flag, value: String, reason| ConfigError::Range {
+            flag,
+            value,
+            reason,
+        };
+        if let Some(bad) = origins.iter().find(|o| *o != "*" && !is_origin(o)) {
+            return Err(range(
+                "--ws-origin",
+                bad.clone(),
+                "must be * or an origin like https://player.example:8443",
+            ));
+        }
+        if !(1..=300).contains(&heartbeat_secs) {
+            return Err(range(
+                "--ws-heartbeat-secs",
+                heartbeat_secs.to_string(),
+                "must be from 1 to 300",
+            ));
+        }
+        if !(1..=1000).contains(&commands_per_second) {
+            return Err(range(
+                "--ws-rate",
+                commands_per_second.to_string(),
+                "must be from 1 to 1000",
+            ));
+        }
+        self.control = ControlConfig {
+            allowed_origins: origins.to_vec(),
+            heartbeat: Duration::from_secs(heartbeat_secs),
+            commands_per_second,
+            ..ControlConfig::default()
+        };
+        Ok(self)
+    }
+}
+
+/// Settings of the control channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    /// Origins allowed besides the server's own; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Time between pings; a peer silent for three of them is dropped.
+    pub heartbeat: Duration,
+    /// Sustained commands per second per connection (twice that as a burst).
+    pub commands_per_second: u32,
+    /// Messages a connection may have waiting to be sent before it counts as too slow.
+    pub send_queue: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            allowed_origins: Vec::new(),
+            heartbeat: Duration::from_secs(15),
+            commands_per_second: 20,
+            send_queue: 64,
+        }
     }
 }
 

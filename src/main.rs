@@ -85,7 +85,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &args.addr,
         &args.cors_origin,
         args.cache_mib,
-    )?;
+    )?
+    .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
     let state = segue::server::AppState::new(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// An error answered to the client. Only [`ApiError::BadRequest`] carries text the client sees,
-/// and that text is written by us; the detail of an internal error (which may hold paths or
+/// An error answered to the client. Only the bad-request, forbidden and unavailable variants
+/// carry text the client sees, and that text is written by us; the detail of an internal error (which may hold paths or
 /// system messages) only goes to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -15,6 +15,12 @@ pub enum ApiError {
     /// A malformed request parameter (400); the message is shown to the client.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request is understood but refused (403); the message is shown to the client.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The server cannot take the request now (503); the message is shown to the client.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Anything that went wrong on our side (500); the detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -31,6 +37,8 @@ impl ApiError {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -39,7 +47,9 @@ impl ApiError {
     fn public_message(&self) -> &str {
         match self {
             ApiError::NotFound => "not found",
-            ApiError::BadRequest(message) => message,
+            ApiError::BadRequest(message)
+            | ApiError::Forbidden(message)
+            | ApiError::Unavailable(message) => message,
             ApiError::Internal(_) => "internal server error",
         }
     }

@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod conn;
+pub mod control;
 pub mod error;
 pub mod files;
 pub mod http;
@@ -45,10 +46,14 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::ServeConfig;
 use crate::store::{LibraryLayout, StoreError};
 use conn::TrackedListener;
+use control::ControlHub;
 use error::ApiError;
 use files::FileStore;
 use http::cors::Cors;
 use metrics::Metrics;
+
+/// How often the catalog is checked for tracks added by a concurrent ingest.
+const LIBRARY_POLL: Duration = Duration::from_secs(1);
 
 /// Errors that stop the server from starting or running; none is recoverable by retrying.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,7 @@ struct Shared {
     cors: Cors,
     request_timeout: Duration,
     idle_timeout: Duration,
+    control: Arc<ControlHub>,
 }
 
 /// The catalog connection (its type has no Debug).
@@ -137,6 +143,7 @@ impl AppState {
             cors: Cors::new(origin),
             request_timeout: config.request_timeout,
             idle_timeout: config.idle_timeout,
+            control: Arc::new(ControlHub::new(config.control.clone())),
         };
         Ok(AppState {
             inner: Arc::new(shared),
@@ -146,6 +153,11 @@ impl AppState {
     /// The media file store.
     pub fn files(&self) -> &Arc<FileStore> {
         &self.inner.files
+    }
+
+    /// The control channel's sessions and connections.
+    pub fn control(&self) -> &Arc<ControlHub> {
+        &self.inner.control
     }
 
     /// The server's metrics.
@@ -192,6 +204,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tracks/{id}", get(api::get_track))
         .route("/api/prefetch", get(prefetch::prefetch))
         .route("/media/{track_id}/{*path}", get(media::media))
+        .route("/ws", get(control::upgrade))
         .fallback(not_found)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
@@ -219,6 +232,18 @@ pub async fn serve(
         Arc::clone(state.metrics()),
         state.inner.idle_timeout,
     );
+    let hub = Arc::clone(state.control());
+    tokio::spawn(control::library::watch(
+        state.clone(),
+        Arc::clone(&hub),
+        LIBRARY_POLL,
+    ));
+    // WebSockets live until closed: tell them to close when shutdown starts, or the drain
+    // would wait for them forever.
+    let shutdown = async move {
+        shutdown.await;
+        hub.shut_down();
+    };
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -224,6 +224,22 @@ impl Catalog {
         })
     }
 
+    /// A number that changes whenever another connection (a concurrent `segue ingest`)
+    /// commits to the index: cheap to poll for changes (SQLite `PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<u64, CatalogError> {
+        let v: i64 = self.run(|c| c.query_row("PRAGMA data_version", [], |r| r.get(0)))?;
+        Ok(v.try_into().unwrap_or(0))
+    }
+
+    /// The ids of every indexed track.
+    pub fn ids(&self) -> Result<Vec<String>, CatalogError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT id FROM tracks")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
     /// Number of indexed tracks.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> Result<u64, CatalogError> {

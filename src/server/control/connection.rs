@@ -1,0 +1,412 @@
+//! One control-channel connection: reads commands, writes the peer's queued messages, pings.
+//!
+//! A single task per socket selects over: server shutdown (close 1001), an overflow of the
+//! send queue (close 1008: the client does not read), the next queued message (written with a
+//! deadline, so a stalled socket is dropped rather than waited on), the heartbeat (ping; a peer
+//! silent for three heartbeats is dropped) and the next frame from the client. A frame over the
+//! size limit closes with 1009; everything else that is wrong with a message is answered with an
+//! `error` and the connection lives on. Commands pass a token bucket first.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use serde_json::Value;
+
+use super::peer::{Peer, PeerInbox};
+use super::protocol::{
+    self, ClientMessage, Limits, MAX_MESSAGE_BYTES, PROTOCOL, ProtocolError, ServerMessage,
+};
+use super::session::{Command, PrefetchNeed, QueueEntry};
+use super::{ControlHub, SharedSession, broadcast_state, lock};
+use crate::server::AppState;
+use crate::server::prefetch::{DEFAULT_SECONDS, HintRequest, make_hint, warm};
+
+/// Heartbeats a peer may stay silent before it is dropped.
+const SILENT_HEARTBEATS: u32 = 3;
+/// Shortest time between two `rate_limited` errors to one connection.
+const RATE_ERROR_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the final close frame may take to go out.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, now: Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        TokenBucket {
+            tokens: rate * 2.0,
+            rate,
+            burst: rate * 2.0,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The state of one connection.
+struct Connection {
+    state: AppState,
+    hub: Arc<ControlHub>,
+    peer: Peer,
+    joined: Option<(SharedSession, String)>,
+    bucket: TokenBucket,
+    last_rate_error: Option<Instant>,
+}
+
+/// Runs the connection until either side closes it, then leaves its session.
+pub async fn run(state: AppState, hub: Arc<ControlHub>, mut socket: WebSocket) {
+    let (peer, mut inbox) = hub.connect();
+    let rate = hub.config().commands_per_second;
+    let mut connection = Connection {
+        state,
+        hub: Arc::clone(&hub),
+        peer: peer.clone(),
+        joined: None,
+        bucket: TokenBucket::new(rate, Instant::now()),
+        last_rate_error: None,
+    };
+    let close = connection.drive(&mut socket, &mut inbox).await;
+    let joined = connection.joined.take();
+    hub.disconnect(&peer, joined.as_ref().map(|(s, d)| (s, d.as_str())));
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ =
+            tokio::time::timeout(CLOSE_DEADLINE, socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Whether a receive error is the size limit (tungstenite's capacity error).
+fn is_too_big(error: axum::Error) -> bool {
+    let inner = error.into_inner();
+    matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+impl Connection {
+    /// The connection's loop; returns the close frame to send, if any.
+    async fn drive(
+        &mut self,
+        socket: &mut WebSocket,
+        inbox: &mut PeerInbox,
+    ) -> Option<(u16, &'static str)> {
+        let heartbeat = self.hub.config().heartbeat;
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let mut last_seen = Instant::now();
+        let mut shutdown = self.hub.shutdown_signal();
+        if *shutdown.borrow_and_update() {
+            return Some((close_code::AWAY, "server shutting down"));
+        }
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    let down = changed.is_err() || *shutdown.borrow_and_update();
+                    if down {
+                        return Some((close_code::AWAY, "server shutting down"));
+                    }
+                }
+                () = inbox.overflow.notified() => {
+                    tracing::info!(peer = self.peer.id(), "control: closing a client that does not read");
+                    return Some((close_code::POLICY, "send queue full"));
+                }
+                Some(text) = inbox.queue.recv() => {
+                    if !write(socket, Message::Text(text), heartbeat).await {
+                        return None;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_seen.elapsed() > heartbeat * SILENT_HEARTBEATS {
+                        tracing::info!(peer = self.peer.id(), "control: dropping a silent peer");
+                        return None;
+                    }
+                    if !write(socket, Message::Ping(Default::default()), heartbeat).await {
+                        return None;
+                    }
+                }
+                frame = socket.recv() => {
+                    let message = match frame {
+                        None => return None,
+                        Some(Err(e)) => {
+                            return is_too_big(e).then_some((close_code::SIZE, "message too big"));
+                        }
+                        Some(Ok(message)) => message,
+                    };
+                    last_seen = Instant::now();
+                    match message {
+                        Message::Text(text) => self.on_text(&text).await,
+                        Message::Binary(_) => self.on_binary(),
+                        Message::Ping(_) | Message::Pong(_) => {}
+                        Message::Close(_) => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a message to this connection.
+    fn reply(&self, message: &ServerMessage) {
+        self.peer.send(Utf8Bytes::from(message.to_json()));
+    }
+
+    fn reply_error(&self, error: ProtocolError, in_reply_to: Option<Value>) {
+        self.reply(&ServerMessage::error(error, in_reply_to));
+    }
+
+    /// Takes a token; when there is none, answers `rate_limited` (at most once a second).
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        if self.bucket.take(now) {
+            return true;
+        }
+        let quiet = self
+            .last_rate_error
+            .is_none_or(|t| now.duration_since(t) >= RATE_ERROR_INTERVAL);
+        if quiet {
+            self.last_rate_error = Some(now);
+            let rate = self.hub.config().commands_per_second;
+            self.reply_error(
+                ProtocolError::new(
+                    "rate_limited",
+                    format!("too many messages: at most {rate} a second; some were dropped"),
+                ),
+                None,
+            );
+        }
+        false
+    }
+
+    fn on_binary(&mut self) {
+        if self.admit() {
+            self.reply_error(
+                ProtocolError::new(
+                    "binary_not_supported",
+                    "binary frames are not part of the protocol: send JSON text",
+                ),
+                None,
+            );
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        if !self.admit() {
+            return;
+        }
+        let (message, id) = match protocol::parse(text) {
+            Ok(parsed) => parsed,
+            Err((error, id)) => return self.reply_error(error, id),
+        };
+        if let Err(error) = self.dispatch(message).await {
+            self.reply_error(error, id);
+        }
+    }
+
+    async fn dispatch(&mut self, message: ClientMessage) -> Result<(), ProtocolError> {
+        if let ClientMessage::Hello { device, session } = message {
+            return self.hello(&device.name, session);
+        }
+        let Some((session, device)) = self.joined.clone() else {
+            return Err(ProtocolError::new(
+                "not_joined",
+                "send hello before any other message",
+            ));
+        };
+        let command = self.resolve(message).await?;
+        let now = Instant::now();
+        let need = {
+            let mut s = lock(&session);
+            if s.apply(&device, command, now)? {
+                broadcast_state(&s, now);
+            }
+            s.prefetch_need()
+        };
+        if let Some(need) = need {
+            self.send_prefetch(&session, need);
+        }
+        Ok(())
+    }
+
+    fn hello(&mut self, name: &str, session: Option<String>) -> Result<(), ProtocolError> {
+        if self.joined.is_some() {
+            return Err(ProtocolError::new(
+                "already_joined",
+                "hello: this connection has joined a session already",
+            ));
+        }
+        let (session, device) = self.hub.join(session, name, self.peer.clone());
+        let config = self.hub.config();
+        let id = lock(&session).id().to_string();
+        self.reply(&ServerMessage::Welcome {
+            protocol: PROTOCOL,
+            session: id,
+            device: device.clone(),
+            heartbeat: config.heartbeat.as_secs().max(1),
+            limits: Limits {
+                max_message_bytes: MAX_MESSAGE_BYTES,
+                commands_per_second: config.commands_per_second,
+            },
+        });
+        broadcast_state(&lock(&session), Instant::now());
+        self.joined = Some((session, device));
+        Ok(())
+    }
+
+    /// Turns a parsed message into a session command, looking tracks up in the catalog.
+    async fn resolve(&self, message: ClientMessage) -> Result<Command, ProtocolError> {
+        Ok(match message {
+            // dispatch() takes hello before it gets here.
+            ClientMessage::Hello { .. } => {
+                return Err(ProtocolError::new(
+                    "already_joined",
+                    "hello: joined already",
+                ));
+            }
+            ClientMessage::Load {
+                tracks,
+                index,
+                position,
+                play,
+            } => Command::Load {
+                queue: self.queue_of(tracks).await?,
+                index,
+                position,
+                play,
+            },
+            ClientMessage::Play => Command::Play,
+            ClientMessage::Pause => Command::Pause,
+            ClientMessage::Seek { position } => Command::Seek(position),
+            ClientMessage::Next => Command::Next,
+            ClientMessage::Previous => Command::Previous,
+            ClientMessage::Jump { index } => Command::Jump(index),
+            ClientMessage::Volume { level } => Command::Volume(level),
+            ClientMessage::Transfer { device, play } => Command::Transfer { device, play },
+            ClientMessage::Report {
+                index,
+                position,
+                playing,
+                bandwidth,
+                ..
+            } => Command::Report {
+                index,
+                position,
+                playing,
+                bandwidth,
+            },
+        })
+    }
+
+    /// The queue entries of `tracks`, or `unknown_track` naming the first missing one.
+    async fn queue_of(&self, tracks: Vec<String>) -> Result<Vec<QueueEntry>, ProtocolError> {
+        let found = self
+            .state
+            .with_catalog(move |catalog| {
+                let mut queue = Vec::with_capacity(tracks.len());
+                for track in tracks {
+                    match catalog.get(&track)? {
+                        Some(record) => queue.push(QueueEntry {
+                            track,
+                            duration: record.duration_seconds(),
+                        }),
+                        None => return Ok(Err(track)),
+                    }
+                }
+                Ok(Ok(queue))
+            })
+            .await
+            .map_err(|_| ProtocolError::new("internal", "the catalog could not be read"))?;
+        found.map_err(|track| {
+            ProtocolError::new(
+                "unknown_track",
+                format!("load: no track {track} in the library"),
+            )
+        })
+    }
+
+    /// Makes the hint for the next track, warms the cache with it and sends it to the active
+    /// device, in the background.
+    fn send_prefetch(&self, session: &SharedSession, need: PrefetchNeed) {
+        let state = self.state.clone();
+        let session = Arc::clone(session);
+        tokio::spawn(async move {
+            let track = need.track.clone();
+            let request = HintRequest {
+                bandwidth: need.bandwidth,
+                from: 0.0,
+                seconds: DEFAULT_SECONDS,
+                rendition: None,
+            };
+            let hint = state
+                .with_catalog(move |catalog| {
+                    Ok(catalog
+                        .get(&track)?
+                        .and_then(|record| make_hint(&record, &request).ok()))
+                })
+                .await;
+            let Ok(Some(hint)) = hint else {
+                tracing::debug!(track = %need.track, "control: no prefetch hint for the next track");
+                return;
+            };
+            warm(state.files(), std::slice::from_ref(&hint));
+            let message = ServerMessage::Prefetch {
+                track: need.track,
+                index: need.index,
+                reason: "next",
+                hint,
+            };
+            let text = Utf8Bytes::from(message.to_json());
+            let s = lock(&session);
+            if let Some(member) = s.members().iter().find(|m| m.info.id == need.device) {
+                member.peer.send(text);
+            }
+        });
+    }
+}
+
+/// Writes one message with a deadline; `false` when the socket is gone or stalled.
+async fn write(socket: &mut WebSocket, message: Message, deadline: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(deadline, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, start);
+        let burst = (0..100).take_while(|_| bucket.take(start)).count();
+        assert_eq!(burst, 20);
+        assert!(!bucket.take(start));
+        let later = start + Duration::from_millis(500);
+        let refilled = (0..100).take_while(|_| bucket.take(later)).count();
+        assert_eq!(refilled, 5);
+    }
+}

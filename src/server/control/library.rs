@@ -1,0 +1,80 @@
+//! Announces tracks that an ingest adds while the server runs (`library` messages).
+//!
+//! `segue ingest` writes the catalog from another process, so the server polls SQLite's
+//! `data_version` (a counter that moves when another connection commits; reading it costs
+//! nothing) and, when it moved, compares the track ids with the ones it knew.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ControlHub;
+use super::protocol::ServerMessage;
+use crate::server::AppState;
+use crate::server::api::Track;
+
+/// Polls the catalog every `every` until the hub shuts down, broadcasting added tracks.
+pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
+    let mut shutdown = hub.shutdown_signal();
+    let mut known: Option<(u64, HashSet<String>)> = None;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow_and_update() {
+                    return;
+                }
+                continue;
+            }
+            _ = ticker.tick() => {}
+        }
+        let previous = known.as_ref().map(|(version, _)| *version);
+        let scan = state
+            .with_catalog(move |catalog| {
+                let version = catalog.data_version()?;
+                if previous == Some(version) {
+                    return Ok(None);
+                }
+                Ok(Some((version, catalog.ids()?)))
+            })
+            .await;
+        let (version, ids) = match scan {
+            Ok(Some(scan)) => scan,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "library watch: catalog unreadable");
+                continue;
+            }
+        };
+        let ids: HashSet<String> = ids.into_iter().collect();
+        let added: Vec<String> = match &known {
+            // The first scan only learns what is there.
+            None => Vec::new(),
+            Some((_, old)) => ids.difference(old).cloned().collect(),
+        };
+        known = Some((version, ids));
+        if added.is_empty() {
+            continue;
+        }
+        let tracks = state
+            .with_catalog(move |catalog| {
+                let mut tracks = Vec::new();
+                for id in &added {
+                    if let Some(record) = catalog.get(id)? {
+                        tracks.push(Track::from_record(&record));
+                    }
+                }
+                Ok(tracks)
+            })
+            .await;
+        match tracks {
+            Ok(added) if !added.is_empty() => {
+                tracing::info!(count = added.len(), "library: announcing new tracks");
+                hub.broadcast_all(&ServerMessage::Library { added });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "library watch: catalog unreadable"),
+        }
+    }
+}
