@@ -124,6 +124,11 @@ impl Running {
     pub async fn start_with(library: &Path, cors_origin: &str, cache_mib: u64) -> Running {
         let config =
             ServeConfig::new(library.to_path_buf(), "127.0.0.1:0", cors_origin, cache_mib).unwrap();
+        Running::start_config(config).await
+    }
+
+    /// Starts `serve` with `config` (its address is ignored: 127.0.0.1:0).
+    pub async fn start_config(config: ServeConfig) -> Running {
         let state = tokio::task::spawn_blocking(move || AppState::new(&config))
             .await
             .unwrap()

@@ -1,0 +1,397 @@
+//! The WebSocket control channel over a real socket: a tokio-tungstenite client (an independent
+//! WebSocket implementation) against `serve` on 127.0.0.1:0. Sessions shared by two devices,
+//! prefetch and library events, and every robustness rule of docs/control-protocol.md.
+
+mod common;
+#[path = "server_http/support.rs"]
+#[allow(dead_code)] // shared with tests/server_http.rs, which uses the rest
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use segue::config::ServeConfig;
+use serde_json::{Value, json};
+use support::*;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+/// Longest wait for any one expected message.
+const WAIT: Duration = Duration::from_secs(10);
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// Opens `/ws` with `headers` (subprotocol segue.control.v1 unless given); the HTTP status of
+/// a refused upgrade is the error.
+async fn open(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if !headers.iter().any(|(k, _)| *k == "sec-websocket-protocol") {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "segue.control.v1".parse().unwrap(),
+        );
+    }
+    for &(k, v) in headers {
+        let name = axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        request.headers_mut().insert(name, v.parse().unwrap());
+    }
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    match tokio::time::timeout(WAIT, client_async(request, tcp)).await {
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        other => panic!("handshake: {other:?}"),
+    }
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON message of type `kind`, skipping others (and pings).
+async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+    let wait = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] == kind {
+                        return value;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended waiting for {kind}: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {kind} message in {WAIT:?}"))
+}
+
+/// The next `state` for which `wanted` holds.
+async fn state_where(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let state = next_of(socket, "state").await;
+        if wanted(&state) {
+            return state;
+        }
+    }
+}
+
+/// The close code the server ends the connection with.
+async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+    let wait = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    };
+    tokio::time::timeout(WAIT * 2, wait)
+        .await
+        .expect("the server closes the connection")
+}
+
+/// Joins `session` as `name`; returns the device id.
+async fn hello(socket: &mut Socket, session: &str, name: &str) -> String {
+    send(
+        socket,
+        json!({"type":"hello","device":{"name":name},"session":session}),
+    )
+    .await;
+    let welcome = next_of(socket, "welcome").await;
+    assert_eq!(welcome["protocol"], "segue.control.v1");
+    assert_eq!(welcome["session"], session);
+    welcome["device"].as_str().unwrap().to_string()
+}
+
+/// A library of two tracks and a server on it.
+async fn two_tracks(config: impl FnOnce(ServeConfig) -> ServeConfig) -> (Fixture, String, Running) {
+    let fx = Fixture::new(3.0).await;
+    let lib = fx.lib.library();
+    let second = {
+        let fx_lib = &fx.lib;
+        tokio::task::block_in_place(|| ingest(fx_lib, "second.wav", 2.0))
+    };
+    let base = ServeConfig::new(lib, "127.0.0.1:0", "*", 64).unwrap();
+    let server = Running::start_config(config(base)).await;
+    (fx, second, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_share_a_session_and_a_remote_controls_the_player() {
+    let (fx, second, server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    let mut b = open(server.addr, &[]).await.unwrap();
+    let dev_a = hello(&mut a, "home", "Speaker").await;
+    let dev_b = hello(&mut b, "home", "Phone").await;
+    assert_ne!(dev_a, dev_b);
+    let state = next_of(&mut a, "state").await;
+    assert_eq!(state["devices"].as_array().unwrap().len(), 1);
+    let state = next_of(&mut a, "state").await;
+    assert_eq!(state["devices"].as_array().unwrap().len(), 2, "{state}");
+
+    send(
+        &mut a,
+        json!({"type":"load","tracks":[fx.id, second],"index":0}),
+    )
+    .await;
+    for socket in [&mut a, &mut b] {
+        let state = state_where(socket, |s| !s["track"].is_null()).await;
+        assert_eq!(state["active_device"], dev_a.as_str());
+        assert_eq!(state["track"], fx.id.as_str());
+        assert_eq!(state["playing"], true);
+    }
+    // The remote pauses; the player sees it.
+    send(&mut b, json!({"type":"pause"})).await;
+    let state = next_of(&mut a, "state").await;
+    assert_eq!(state["playing"], false);
+    // The remote takes playback over, resuming where it was.
+    send(&mut b, json!({"type":"seek","position":1.5})).await;
+    send(&mut b, json!({"type":"transfer","play":true})).await;
+    let state = state_where(&mut a, |s| s["active_device"] == dev_b.as_str()).await;
+    assert_eq!(state["playing"], true);
+    assert!(
+        (state["position"].as_f64().unwrap() - 1.5).abs() < 0.5,
+        "{state}"
+    );
+    // Reports from the device that no longer plays are refused.
+    send(
+        &mut a,
+        json!({"type":"report","id":"r1","index":0,"position":2,"playing":true}),
+    )
+    .await;
+    let error = next_of(&mut a, "error").await;
+    assert_eq!(error["code"], "not_active");
+    assert_eq!(error["in_reply_to"], "r1");
+    // A device that leaves disappears from the others' state.
+    drop(a);
+    let state = state_where(&mut b, |s| s["devices"].as_array().unwrap().len() == 1).await;
+    assert_eq!(state["devices"][0]["id"], dev_b.as_str());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_player_gets_a_prefetch_for_the_next_track_and_its_files_are_warm() {
+    let (fx, second, server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    hello(&mut a, "p", "Speaker").await;
+    send(
+        &mut a,
+        json!({"type":"load","tracks":[fx.id, second],"index":0}),
+    )
+    .await;
+    let prefetch = next_of(&mut a, "prefetch").await;
+    assert_eq!(prefetch["track"], second.as_str());
+    assert_eq!(prefetch["index"], 1);
+    let hint = &prefetch["hint"];
+    let mut urls = vec![hint["init"]["url"].as_str().unwrap().to_string()];
+    for segment in hint["segments"].as_array().unwrap() {
+        urls.push(segment["url"].as_str().unwrap().to_string());
+    }
+    assert!(urls.len() >= 2, "{hint}");
+    // Every hinted file exists with the hinted size, and comes from the warmed cache.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hits_before = cache_hits(&server).await;
+    for (i, url) in urls.iter().enumerate() {
+        let resp = server.get(url, &[]).await;
+        assert_eq!(resp.status, 200, "{url}");
+        let size = if i == 0 {
+            &hint["init"]["bytes"]
+        } else {
+            &hint["segments"][i - 1]["bytes"]
+        };
+        assert_eq!(resp.body.len() as u64, size.as_u64().unwrap(), "{url}");
+    }
+    let hits_after = cache_hits(&server).await;
+    assert!(
+        hits_after >= hits_before + urls.len() as f64,
+        "{hits_before} -> {hits_after}"
+    );
+    server.stop().await;
+}
+
+async fn cache_hits(server: &Running) -> f64 {
+    let text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
+    metric(&text, "segue_cache_hits_total")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_get_precise_errors_and_the_connection_lives_on() {
+    let (fx, _, server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    send(&mut a, json!({"type":"play"})).await;
+    assert_eq!(next_of(&mut a, "error").await["code"], "not_joined");
+    hello(&mut a, "errors", "Tester").await;
+    let cases: [(Message, &str); 7] = [
+        (Message::text("{not json"), "bad_json"),
+        (Message::text("[1,2,3]"), "bad_json"),
+        (Message::text(r#"{"type":"dance","id":7}"#), "unknown_type"),
+        (
+            Message::text(r#"{"type":"seek","position":"ten"}"#),
+            "bad_message",
+        ),
+        (
+            Message::binary(vec![0xff, 0x00, 0x13]),
+            "binary_not_supported",
+        ),
+        (
+            Message::text(r#"{"type":"load","tracks":["000000000000000000000000"]}"#),
+            "unknown_track",
+        ),
+        (
+            Message::text(r#"{"type":"hello","device":{"name":"again"}}"#),
+            "already_joined",
+        ),
+    ];
+    for (message, code) in cases {
+        a.send(message).await.unwrap();
+        let error = next_of(&mut a, "error").await;
+        assert_eq!(error["code"], code, "{error}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    // Still alive: a valid command works.
+    send(&mut a, json!({"type":"load","tracks":[fx.id]})).await;
+    assert_eq!(next_of(&mut a, "state").await["track"], fx.id.as_str());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origins_and_unknown_subprotocols_are_refused_before_the_upgrade() {
+    let (_, _, server) = two_tracks(|c| {
+        c.with_control(&["https://app.example".into()], 15, 20)
+            .unwrap()
+    })
+    .await;
+    let own = format!("http://{}", server.addr);
+    assert!(open(server.addr, &[("origin", &own)]).await.is_ok());
+    assert!(
+        open(server.addr, &[("origin", "https://app.example")])
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        open(server.addr, &[("origin", "https://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(
+        open(server.addr, &[("sec-websocket-protocol", "chat.v2")])
+            .await
+            .err(),
+        Some(400)
+    );
+    // A plain GET is told to upgrade.
+    let resp = server.get("/ws", &[]).await;
+    assert!(resp.status == 426 || resp.status == 400, "{}", resp.status);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_close_with_1009() {
+    let (_, _, server) = two_tracks(|c| c).await;
+    for size in [64 * 1024 + 1, 1 << 20] {
+        let mut a = open(server.addr, &[]).await.unwrap();
+        let big = format!(r#"{{"type":"hello","pad":"{}"}}"#, "x".repeat(size));
+        // The server may close before the client has written it all.
+        let _ = a.send(Message::text(big)).await;
+        assert_eq!(close_code(&mut a).await, Some(CloseCode::Size), "{size}");
+    }
+    // Just under the limit is fine (and answered).
+    let mut a = open(server.addr, &[]).await.unwrap();
+    let pad = "x".repeat(60 * 1024);
+    send(&mut a, json!({"type":"dance","pad":pad})).await;
+    assert_eq!(next_of(&mut a, "error").await["code"], "unknown_type");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_rate_limited_without_hurting_other_connections() {
+    let (fx, _, server) = two_tracks(|c| c.with_control(&[], 15, 10).unwrap()).await;
+    let mut flood = open(server.addr, &[]).await.unwrap();
+    hello(&mut flood, "flood", "Flooder").await;
+    for _ in 0..200 {
+        flood
+            .send(Message::text(r#"{"type":"volume","level":0.5}"#))
+            .await
+            .unwrap();
+    }
+    let error = next_of(&mut flood, "error").await;
+    assert_eq!(error["code"], "rate_limited", "{error}");
+    let mut calm = open(server.addr, &[]).await.unwrap();
+    hello(&mut calm, "calm", "Calm").await;
+    next_of(&mut calm, "state").await;
+    send(&mut calm, json!({"type":"load","tracks":[fx.id]})).await;
+    assert_eq!(next_of(&mut calm, "state").await["playing"], true);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_pings_is_dropped() {
+    let (_, _, server) = two_tracks(|c| c.with_control(&[], 1, 20).unwrap()).await;
+    // A raw TCP client that completes the handshake by hand and then never reads or answers.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    // Read (and ignore) pings until the server hangs up: it must within a few heartbeats.
+    let mut buf = [0u8; 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the silent peer was never dropped");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "dropped before any heartbeat"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracks_ingested_while_serving_are_announced() {
+    let (fx, _, server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    hello(&mut a, "lib", "Watcher").await;
+    // Let the watcher take its first look before the new track lands.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new_id = tokio::task::block_in_place(|| ingest(&fx.lib, "late.wav", 1.0));
+    let library = next_of(&mut a, "library").await;
+    let added = library["added"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{library}");
+    assert_eq!(added[0]["id"], new_id.as_str());
+    assert!(added[0]["hls"].as_str().unwrap().ends_with(".m3u8"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_sockets_with_going_away_and_serve_returns() {
+    let (_, _, mut server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    hello(&mut a, "bye", "Leaving").await;
+    server.signal_shutdown();
+    assert_eq!(close_code(&mut a).await, Some(CloseCode::Away));
+    server.stop().await;
+}
