@@ -11,6 +11,8 @@ mod support;
 mod caching;
 #[path = "server_http/operations.rs"]
 mod operations;
+#[path = "server_http/prefetch.rs"]
+mod prefetch;
 #[path = "server_http/ranges.rs"]
 mod ranges;
 #[path = "server_http/safety.rs"]

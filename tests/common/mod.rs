@@ -250,6 +250,16 @@ impl RawResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of header `name` (lowercase), in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
