@@ -330,6 +330,13 @@ async fn a_flood_is_rate_limited_without_hurting_other_connections() {
     }
     let error = next_of(&mut flood, "error").await;
     assert_eq!(error["code"], "rate_limited", "{error}");
+    let text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
+    assert!(metric(&text, r#"segue_control_errors_total{code="rate_limited"}"#) >= 1.0);
+    assert!(
+        metric(&text, "segue_control_messages_total") >= 200.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "segue_control_connections"), 1.0);
     let mut calm = open(server.addr, &[]).await.unwrap();
     hello(&mut calm, "calm", "Calm").await;
     next_of(&mut calm, "state").await;

@@ -35,6 +35,12 @@ struct RouteLabels {
     route: String,
 }
 
+/// Labels of control-channel errors.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +51,9 @@ pub struct Metrics {
     cache_bytes: Gauge,
     open_connections: Gauge,
     connections: Counter,
+    control_connections: Gauge,
+    control_messages: Counter,
+    control_errors: Family<CodeLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,7 +93,23 @@ impl Metrics {
             "TCP connections accepted",
             connections.clone(),
         );
+        let control_connections = Gauge::default();
+        let control_messages = Counter::default();
+        let control_errors = Family::default();
+        let help = "WebSocket control connections currently open";
+        r.register(
+            "segue_control_connections",
+            help,
+            control_connections.clone(),
+        );
+        let help = "Control messages received";
+        r.register("segue_control_messages", help, control_messages.clone());
+        let help = "Control messages answered with an error, by error code";
+        r.register("segue_control_errors", help, control_errors.clone());
         Metrics {
+            control_connections,
+            control_messages,
+            control_errors,
             registry,
             requests,
             body_bytes,
@@ -94,6 +119,23 @@ impl Metrics {
             open_connections,
             connections,
         }
+    }
+
+    /// Counts a control connection opening (`+1`) or closing (`-1`).
+    pub fn control_connection(&self, delta: i64) {
+        self.control_connections.inc_by(delta);
+    }
+
+    /// Counts one control message received.
+    pub fn control_message(&self) {
+        self.control_messages.inc();
+    }
+
+    /// Counts one control error sent, by code.
+    pub fn control_error(&self, code: &'static str) {
+        self.control_errors
+            .get_or_create(&CodeLabels { code })
+            .inc();
     }
 
     /// Counts one cache hit.

@@ -76,6 +76,8 @@ struct Connection {
 /// Runs the connection until either side closes it, then leaves its session.
 pub async fn run(state: AppState, hub: Arc<ControlHub>, mut socket: WebSocket) {
     let (peer, mut inbox) = hub.connect();
+    let metrics = Arc::clone(state.metrics());
+    metrics.control_connection(1);
     let rate = hub.config().commands_per_second;
     let mut connection = Connection {
         state,
@@ -88,6 +90,7 @@ pub async fn run(state: AppState, hub: Arc<ControlHub>, mut socket: WebSocket) {
     let close = connection.drive(&mut socket, &mut inbox).await;
     let joined = connection.joined.take();
     hub.disconnect(&peer, joined.as_ref().map(|(s, d)| (s, d.as_str())));
+    metrics.control_connection(-1);
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code,
@@ -157,6 +160,9 @@ impl Connection {
                         Some(Ok(message)) => message,
                     };
                     last_seen = Instant::now();
+                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                        self.state.metrics().control_message();
+                    }
                     match message {
                         Message::Text(text) => self.on_text(&text).await,
                         Message::Binary(_) => self.on_binary(),
@@ -174,6 +180,7 @@ impl Connection {
     }
 
     fn reply_error(&self, error: ProtocolError, in_reply_to: Option<Value>) {
+        self.state.metrics().control_error(error.code);
         self.reply(&ServerMessage::error(error, in_reply_to));
     }
 
