@@ -30,6 +30,10 @@ pub struct Entity {
     pub body: Bytes,
     /// Compressed forms, for representations that may be compressed (text only).
     pub encodings: Option<Encodings>,
+    /// The identity ETag and the Last-Modified as field values, formatted once: every
+    /// response of a hot segment sends them, so they are not re-formatted per request.
+    etag_value: Option<HeaderValue>,
+    last_modified_value: Option<HeaderValue>,
 }
 
 /// Hex of the first 128 bits of the BLAKE3 hash of `bytes`: an entity tag that depends on
@@ -51,10 +55,14 @@ impl Entity {
         body: Bytes,
         last_modified: Option<SystemTime>,
     ) -> Self {
+        let etag = content_tag(&body);
         Entity {
             content_type,
             cache_control,
-            etag: content_tag(&body),
+            etag_value: HeaderValue::from_str(&etag.to_header()).ok(),
+            last_modified_value: last_modified
+                .and_then(|lm| HeaderValue::from_str(&httpdate::fmt_http_date(lm)).ok()),
+            etag,
             last_modified,
             body,
             encodings: None,
@@ -142,24 +150,39 @@ pub fn respond(
         Some(body) => (coding, body),
         None => (Coding::Identity, entity.body.clone()),
     };
-    let etag = entity.etag.with_suffix(coding.etag_suffix());
+    let suffixed;
+    let etag = if coding == Coding::Identity {
+        &entity.etag
+    } else {
+        suffixed = entity.etag.with_suffix(coding.etag_suffix());
+        &suffixed
+    };
     let validators = Validators {
-        etag: &etag,
+        etag,
         last_modified: entity.last_modified,
     };
 
     // Sent with 200, 206 and 304 alike (RFC 9110 15.4.5 for 304).
-    let mut h = HeaderMap::new();
-    put(&mut h, header::ETAG, etag.to_header());
-    put(&mut h, header::CACHE_CONTROL, entity.cache_control);
-    if let Some(lm) = entity.last_modified {
-        put(&mut h, header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    let mut h = HeaderMap::with_capacity(12);
+    match (&entity.etag_value, coding) {
+        (Some(value), Coding::Identity) => drop(h.insert(header::ETAG, value.clone())),
+        _ => put(&mut h, header::ETAG, etag.to_header()),
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(entity.cache_control),
+    );
+    if let Some(lm) = &entity.last_modified_value {
+        h.insert(header::LAST_MODIFIED, lm.clone());
     }
     if entity.encodings.is_some() {
-        put(&mut h, header::VARY, "Accept-Encoding");
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
-    put(&mut h, header::ACCEPT_RANGES, "bytes");
-    put(&mut h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 
     match conditional::evaluate(method, request, validators, now) {
         Precondition::NotModified => return response(StatusCode::NOT_MODIFIED, h, Bytes::new()),
@@ -172,7 +195,10 @@ pub fn respond(
         }
         Precondition::Proceed => {}
     }
-    put(&mut h, header::CONTENT_TYPE, entity.content_type);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(entity.content_type),
+    );
     if let Some(token) = coding.token() {
         put(&mut h, header::CONTENT_ENCODING, token);
     }
