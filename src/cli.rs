@@ -94,6 +94,13 @@ pub struct ServeArgs {
     /// Size of the in-memory cache of hot files, in MiB (0 disables it).
     #[arg(long, default_value_t = DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
+    /// Require signed URLs for media and the control channel, with this HMAC key (16 bytes or
+    /// more); the API then hands out signed URLs.
+    #[arg(long, env = "SEGUE_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// Shortest life of a signed URL, in seconds (rounded up to the next hour).
+    #[arg(long, default_value_t = 6 * 3600)]
+    pub token_ttl_secs: u64,
     /// Another origin whose pages may open the WebSocket control channel (repeatable; `*`
     /// allows any). The server's own origin is always allowed.
     #[arg(long, value_name = "ORIGIN")]

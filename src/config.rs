@@ -212,6 +212,10 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// The WebSocket control channel's settings.
     pub control: ControlConfig,
+    /// Key of signed URLs; `None`: media and `/ws` are open.
+    pub signing_key: Option<Vec<u8>>,
+    /// Shortest life of a signed URL's token.
+    pub token_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -253,7 +257,31 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             control: ControlConfig::default(),
+            signing_key: None,
+            token_ttl: Duration::from_secs(6 * 3600),
         })
+    }
+
+    /// Requires signed URLs with `key` (at least 16 bytes) whose tokens live `ttl_secs` (60
+    /// to 30 days) or more.
+    pub fn with_signing(mut self, key: &str, ttl_secs: u64) -> Result<Self, ConfigError> {
+        if key.len() < 16 {
+            return Err(ConfigError::Range {
+                flag: "--signing-key",
+                value: "(hidden)".into(),
+                reason: "must be at least 16 bytes",
+            });
+        }
+        if !(60..=30 * 86_400).contains(&ttl_secs) {
+            return Err(ConfigError::Range {
+                flag: "--token-ttl-secs",
+                value: ttl_secs.to_string(),
+                reason: "must be from 60 to 2592000",
+            });
+        }
+        self.signing_key = Some(key.as_bytes().to_vec());
+        self.token_ttl = Duration::from_secs(ttl_secs);
+        Ok(self)
     }
 
     /// Sets the control channel's flags: extra allowed origins (`*`: any), heartbeat seconds

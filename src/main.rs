@@ -87,6 +87,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.cache_mib,
     )?
     .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
+    let config = match &args.signing_key {
+        Some(key) => config.with_signing(key, args.token_ttl_secs)?,
+        None => config,
+    };
     let state = segue::server::AppState::new(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -28,7 +28,12 @@ type Socket = WebSocketStream<TcpStream>;
 /// Opens `/ws` with `headers` (subprotocol segue.control.v1 unless given); the HTTP status of
 /// a refused upgrade is the error.
 async fn open(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Socket, u16> {
-    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    open_path(addr, "/ws", headers).await
+}
+
+/// [`open`] at another path (a signed `/t/TOKEN/ws`).
+async fn open_path(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     if !headers.iter().any(|(k, _)| *k == "sec-websocket-protocol") {
         request.headers_mut().insert(
             "sec-websocket-protocol",
@@ -400,5 +405,19 @@ async fn shutdown_closes_sockets_with_going_away_and_serve_returns() {
     hello(&mut a, "bye", "Leaving").await;
     server.signal_shutdown();
     assert_eq!(close_code(&mut a).await, Some(CloseCode::Away));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_signed_urls_the_socket_needs_the_token_the_api_gives() {
+    let (_, _, server) =
+        two_tracks(|c| c.with_signing("0123456789abcdef0123", 3600).unwrap()).await;
+    assert_eq!(open(server.addr, &[]).await.err(), Some(403));
+    let control = server.get("/api/control", &[]).await;
+    let control: Value = serde_json::from_slice(&control.body).unwrap();
+    let path = control["ws"].as_str().unwrap();
+    assert!(path.starts_with("/t/") && path.ends_with("/ws"), "{path}");
+    let mut socket = open_path(server.addr, path, &[]).await.unwrap();
+    hello(&mut socket, "signed", "Signed").await;
     server.stop().await;
 }

@@ -17,6 +17,8 @@ mod prefetch;
 mod ranges;
 #[path = "server_http/safety.rs"]
 mod safety;
+#[path = "server_http/signing.rs"]
+mod signing;
 
 use support::*;
 

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -118,9 +118,10 @@ pub struct TrackList {
 }
 
 impl Track {
-    /// The API view of a track record.
-    pub fn from_record(r: &TrackRecord) -> Self {
-        let media = |name: &str| format!("/media/{}/{name}", r.id);
+    /// The API view of a track record, its URLs under `base` (`/media/ID`, or its signed form
+    /// from [`Signer::media_base`](super::signing::Signer::media_base)).
+    pub fn from_record(r: &TrackRecord, base: &str) -> Self {
+        let media = |name: &str| format!("{base}/{name}");
         Track {
             id: r.id.clone(),
             title: r.title.clone(),
@@ -199,11 +200,16 @@ pub async fn list_tracks(
     let offset = number("offset", params.offset.as_deref(), 0, i64::MAX as u64)?;
     let limit = number("limit", params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let q = params.q.unwrap_or_default();
+    let signer = state.signer().clone();
     let json = state
         .with_catalog(move |catalog| {
             let page = catalog.search(&q, offset, limit)?;
             let list = TrackList {
-                tracks: page.tracks.iter().map(Track::from_record).collect(),
+                tracks: page
+                    .tracks
+                    .iter()
+                    .map(|r| Track::from_record(r, &signer.media_base(&r.id, SystemTime::now())))
+                    .collect(),
                 total: page.total,
             };
             Ok(serde_json::to_vec(&list)?)
@@ -225,12 +231,16 @@ pub async fn get_track(
     if !is_track_id(&id) {
         return Err(ApiError::NotFound);
     }
+    let signer = state.signer().clone();
     let json = state
         .with_catalog(move |catalog| {
             let Some(record) = catalog.get(&id)? else {
                 return Ok(None);
             };
-            Ok(Some(serde_json::to_vec(&Track::from_record(&record))?))
+            let base = signer.media_base(&record.id, SystemTime::now());
+            Ok(Some(serde_json::to_vec(&Track::from_record(
+                &record, &base,
+            ))?))
         })
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -249,6 +259,29 @@ pub(super) async fn json_response(method: &Method, headers: &HeaderMap, json: Ve
     let coding = select_coding(headers, &entity);
     prepare(&entity, coding).await;
     respond(method, headers, &entity, coding, SystemTime::now())
+}
+
+/// Where the control channel is, as `GET /api/control` tells a player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlEndpoint {
+    /// URL of the WebSocket (signed when the server signs URLs).
+    pub ws: String,
+    /// The subprotocol to offer.
+    pub protocol: String,
+}
+
+/// `GET /api/control`: the control channel's URL (with a fresh token when URLs are signed).
+pub async fn control(State(state): State<AppState>) -> Response {
+    let endpoint = ControlEndpoint {
+        ws: state.signer().control_url(SystemTime::now()),
+        protocol: super::control::protocol::PROTOCOL.to_string(),
+    };
+    let mut response = axum::Json(endpoint).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod paths;
 pub mod player;
 pub mod prefetch;
+pub mod signing;
 
 use std::future::Future;
 use std::io;
@@ -51,6 +52,7 @@ use error::ApiError;
 use files::FileStore;
 use http::cors::Cors;
 use metrics::Metrics;
+use signing::Signer;
 
 /// How often the catalog is checked for tracks added by a concurrent ingest.
 const LIBRARY_POLL: Duration = Duration::from_secs(1);
@@ -99,6 +101,7 @@ struct Shared {
     request_timeout: Duration,
     idle_timeout: Duration,
     control: Arc<ControlHub>,
+    signer: Signer,
 }
 
 /// The catalog connection (its type has no Debug).
@@ -144,6 +147,7 @@ impl AppState {
             request_timeout: config.request_timeout,
             idle_timeout: config.idle_timeout,
             control: Arc::new(ControlHub::new(config.control.clone())),
+            signer: Signer::new(config.signing_key.clone(), config.token_ttl),
         };
         Ok(AppState {
             inner: Arc::new(shared),
@@ -153,6 +157,11 @@ impl AppState {
     /// The media file store.
     pub fn files(&self) -> &Arc<FileStore> {
         &self.inner.files
+    }
+
+    /// Signs media and control-channel URLs (a no-op without `--signing-key`).
+    pub fn signer(&self) -> &Signer {
+        &self.inner.signer
     }
 
     /// The control channel's sessions and connections.
@@ -189,10 +198,11 @@ impl AppState {
 
 /// The router: every route and middleware of the server.
 pub fn app(state: AppState) -> Router {
+    let signer = state.signer().clone();
     let metrics = Arc::clone(state.metrics());
     let cors = state.inner.cors.clone();
     let timeout = state.inner.request_timeout;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(player::index))
         .route("/assets/{name}", get(player::asset))
         .route("/healthz", get(healthz))
@@ -203,6 +213,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/tracks", get(api::list_tracks))
         .route("/api/tracks/{id}", get(api::get_track))
         .route("/api/prefetch", get(prefetch::prefetch))
+        .route("/api/control", get(api::control))
         .route("/media/{track_id}/{*path}", get(media::media))
         .route("/ws", get(control::upgrade))
         .fallback(not_found)
@@ -217,7 +228,14 @@ pub fn app(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        );
+    if !signer.enabled() {
+        return routes;
+    }
+    // The token check rewrites `/t/TOKEN/…` to the path after the token, so it must run before
+    // routing: it wraps the whole router rather than being one of its layers.
+    let guarded = tower_layer::Layer::layer(&from_fn_with_state(signer, signing::guard), routes);
+    Router::new().fallback_service(guarded)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting, lets the

@@ -11,6 +11,7 @@
 //! samples at the track's rate.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -140,8 +141,12 @@ pub fn choose_rendition<'a>(
         .unwrap_or(lowest))
 }
 
-/// The hint for `record`: pure, from the record alone.
-pub fn make_hint(record: &TrackRecord, request: &HintRequest) -> Result<PrefetchHint, HintError> {
+/// The hint for `record`, its URLs under `base` (`/media/ID` or its signed form): pure.
+pub fn make_hint(
+    record: &TrackRecord,
+    base: &str,
+    request: &HintRequest,
+) -> Result<PrefetchHint, HintError> {
     let rendition = choose_rendition(record, request.rendition.as_deref(), request.bandwidth)?;
     if record.segment_durations.is_empty() {
         return Err(HintError::NoMedia(record.id.clone()));
@@ -153,7 +158,7 @@ pub fn make_hint(record: &TrackRecord, request: &HintRequest) -> Result<Prefetch
     // The window on the media timeline: priming, then track time.
     let start = record.gapless.priming_samples + timescale.ticks_from_seconds(from).0.min(valid);
     let end = start + timescale.ticks_from_seconds(seconds).0.max(1);
-    let url = |name: &str| format!("/media/{}/{}/{name}", record.id, rendition.dir);
+    let url = |name: &str| format!("{base}/{}/{name}", rendition.dir);
     let mut segments = Vec::new();
     let mut segment_start = 0u64;
     for (index, &duration) in record.segment_durations.iter().enumerate() {
@@ -202,7 +207,7 @@ pub fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
         .flat_map(|hint| {
             let prefix = format!("/media/{}/", hint.track);
             hint.urls()
-                .filter_map(|url| MediaPath::parse(&hint.track, url.strip_prefix(&prefix)?))
+                .filter_map(|url| MediaPath::parse(&hint.track, url.split_once(&prefix)?.1))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -299,6 +304,7 @@ pub async fn prefetch(
 ) -> Result<Response, ApiError> {
     let Query(params) = query.map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let (ids, request) = parse_params(params)?;
+    let signer = state.signer().clone();
     let hints = state
         .with_catalog(move |catalog| {
             let mut hints = Vec::with_capacity(ids.len());
@@ -306,7 +312,8 @@ pub async fn prefetch(
                 let Some(record) = catalog.get(id)? else {
                     return Ok(Err(ApiError::NotFound));
                 };
-                match make_hint(&record, &request) {
+                let base = signer.media_base(id, SystemTime::now());
+                match make_hint(&record, &base, &request) {
                     Ok(hint) => hints.push(hint),
                     Err(e) => return Ok(Err(ApiError::BadRequest(e.to_string()))),
                 }

@@ -366,11 +366,14 @@ impl Connection {
                 seconds: DEFAULT_SECONDS,
                 rendition: None,
             };
+            let base = state
+                .signer()
+                .media_base(&track, std::time::SystemTime::now());
             let hint = state
                 .with_catalog(move |catalog| {
                     Ok(catalog
                         .get(&track)?
-                        .and_then(|record| make_hint(&record, &request).ok()))
+                        .and_then(|record| make_hint(&record, &base, &request).ok()))
                 })
                 .await;
             let Ok(Some(hint)) = hint else {

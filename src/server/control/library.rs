@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::ControlHub;
 use super::protocol::ServerMessage;
@@ -57,12 +57,14 @@ pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
         if added.is_empty() {
             continue;
         }
+        let signer = state.signer().clone();
         let tracks = state
             .with_catalog(move |catalog| {
                 let mut tracks = Vec::new();
                 for id in &added {
                     if let Some(record) = catalog.get(id)? {
-                        tracks.push(Track::from_record(&record));
+                        let base = signer.media_base(id, SystemTime::now());
+                        tracks.push(Track::from_record(&record, &base));
                     }
                 }
                 Ok(tracks)
