@@ -216,6 +216,8 @@ pub struct ServeConfig {
     pub signing_key: Option<Vec<u8>>,
     /// Shortest life of a signed URL's token.
     pub token_ttl: Duration,
+    /// Connection limits (cap, header timeout, head size).
+    pub conn_limits: ConnLimits,
 }
 
 impl ServeConfig {
@@ -259,6 +261,7 @@ impl ServeConfig {
             control: ControlConfig::default(),
             signing_key: None,
             token_ttl: Duration::from_secs(6 * 3600),
+            conn_limits: ConnLimits::default(),
         })
     }
 
@@ -325,6 +328,33 @@ impl ServeConfig {
             ..ControlConfig::default()
         };
         Ok(self)
+    }
+}
+
+/// The limits of `server::conn::serve_connections`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Connections served at once; more are refused with 503.
+    pub max_connections: usize,
+    /// Longest time to receive a request head.
+    pub header_timeout: Duration,
+    /// Largest request head, in bytes (at least 8192, hyper's minimum).
+    pub max_head_bytes: usize,
+    /// A connection with no byte moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Longest wait for requests in flight at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            max_head_bytes: 16 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        }
     }
 }
 

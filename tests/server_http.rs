@@ -7,6 +7,8 @@ mod common;
 #[path = "server_http/support.rs"]
 mod support;
 
+#[path = "server_http/abuse.rs"]
+mod abuse;
 #[path = "server_http/caching.rs"]
 mod caching;
 #[path = "server_http/operations.rs"]

@@ -1,65 +1,118 @@
-//! Accepted connections: counted for `/metrics`, and closed when idle.
+//! Accepting connections and driving hyper on them, with the limits a public origin needs.
 //!
-//! axum's `serve` sets no timeout on a connection, so a client that opens a socket and sends
-//! nothing (or stops reading) would hold it forever. [`TrackedStream`] fails any read or write
-//! that has made no progress for the idle timeout; hyper then drops the connection. A request
-//! being handled is bounded separately by the request timeout (which is shorter).
+//! axum's `serve` sets no header-read timeout, no cap on connections and no bound on the size of
+//! a request head, so [`serve_connections`] drives hyper itself:
+//!
+//! - **Slow clients.** A request head must arrive within [`ConnLimits::header_timeout`]
+//!   (slowloris); and [`TrackedStream`] fails any read or write that has made no progress for the
+//!   idle timeout (a client that stops reading). A request being handled is bounded separately
+//!   by the request timeout.
+//! - **Floods.** At most [`ConnLimits::max_connections`] are served at once; one more is
+//!   answered `503` with `Retry-After` and closed at once, so the ones being served go on.
+//! - **Oversized heads** (over [`ConnLimits::max_head_bytes`]) get `431` from hyper.
+//! - **Graceful shutdown.** When `shutdown` completes the listener closes, idle keep-alive
+//!   connections are closed, and the requests in flight finish (hyper-util's GracefulShutdown).
 
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::serve::Listener;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use super::metrics::Metrics;
 
-/// A TCP listener whose connections are counted and time out when idle.
-#[derive(Debug)]
-pub struct TrackedListener {
-    inner: TcpListener,
+pub use crate::config::ConnLimits;
+
+/// The answer to a connection over the cap: complete, so a client reports a clean 503.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: application/json\r\nContent-Length: 58\r\nConnection: close\r\n\r\n\
+{\"error\":\"too many connections, retry later\",\"status\":503}";
+
+/// Serves `app` on `listener` until `shutdown` completes (see the module doc).
+pub async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
     metrics: Arc<Metrics>,
-    idle: Duration,
-}
-
-impl TrackedListener {
-    /// Wraps `inner`; connections idle for `idle` are closed.
-    pub fn new(inner: TcpListener, metrics: Arc<Metrics>, idle: Duration) -> Self {
-        TrackedListener {
-            inner,
-            metrics,
-            idle,
-        }
-    }
-}
-
-impl Listener for TrackedListener {
-    type Io = TrackedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's TcpListener impl retries (and backs off on) accept errors.
-        let (stream, addr) = Listener::accept(&mut self.inner).await;
-        if let Err(e) = stream.set_nodelay(true) {
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8192));
+    let builder = builder.http1_only();
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let service = TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: wait a
+                    // little rather than spin, and go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            metrics.connection_refused();
+            tokio::spawn(refuse(tcp));
+            continue;
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        self.metrics.connection_opened();
-        let stream = TrackedStream {
-            inner: stream,
-            deadline: Box::pin(tokio::time::sleep(self.idle)),
-            idle: self.idle,
-            metrics: Arc::clone(&self.metrics),
-        };
-        (stream, addr)
+        let io = TokioIo::new(TrackedStream::new(
+            tcp,
+            Arc::clone(&metrics),
+            limits.idle_timeout,
+        ));
+        let connection = builder
+            .serve_connection_with_upgrades(io, service.clone())
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
     }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the drain timeout: dropped");
+    }
+}
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse(mut tcp: TcpStream) {
+    let write = async {
+        tcp.write_all(REFUSAL).await?;
+        tcp.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(2), write).await {
+        tracing::debug!(error = %e, "refusal not delivered");
     }
 }
 
@@ -73,6 +126,17 @@ pub struct TrackedStream {
 }
 
 impl TrackedStream {
+    /// Wraps an accepted stream, counting it as open until dropped.
+    pub fn new(inner: TcpStream, metrics: Arc<Metrics>, idle: Duration) -> Self {
+        metrics.connection_opened();
+        TrackedStream {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            idle,
+            metrics,
+        }
+    }
+
     /// Records progress: the idle clock starts again.
     fn progressed(&mut self) {
         self.deadline.as_mut().reset(Instant::now() + self.idle);
@@ -156,15 +220,27 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    #[test]
+    fn the_refusal_is_a_complete_response() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap();
+        assert_eq!(length.parse::<usize>().unwrap(), body.len());
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_connections_are_closed_and_uncounted() {
         let metrics = Arc::new(Metrics::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut listener =
-            TrackedListener::new(listener, Arc::clone(&metrics), Duration::from_secs(5));
         let _client = TcpStream::connect(addr).await.unwrap();
-        let (mut server_side, _) = listener.accept().await;
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server_side = TrackedStream::new(tcp, Arc::clone(&metrics), Duration::from_secs(5));
         assert!(
             metrics
                 .render()

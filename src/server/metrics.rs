@@ -51,6 +51,7 @@ pub struct Metrics {
     cache_bytes: Gauge,
     open_connections: Gauge,
     connections: Counter,
+    refused_connections: Counter,
     control_connections: Gauge,
     control_messages: Counter,
     control_errors: Family<CodeLabels, Counter>,
@@ -93,6 +94,13 @@ impl Metrics {
             "TCP connections accepted",
             connections.clone(),
         );
+        let refused_connections = Counter::default();
+        let help = "TCP connections refused with 503 because of the connection cap";
+        r.register(
+            "segue_refused_connections",
+            help,
+            refused_connections.clone(),
+        );
         let control_connections = Gauge::default();
         let control_messages = Counter::default();
         let control_errors = Family::default();
@@ -107,6 +115,7 @@ impl Metrics {
         let help = "Control messages answered with an error, by error code";
         r.register("segue_control_errors", help, control_errors.clone());
         Metrics {
+            refused_connections,
             control_connections,
             control_messages,
             control_errors,
@@ -119,6 +128,11 @@ impl Metrics {
             open_connections,
             connections,
         }
+    }
+
+    /// Counts a connection refused at the cap.
+    pub fn connection_refused(&self) {
+        self.refused_connections.inc();
     }
 
     /// Counts a control connection opening (`+1`) or closing (`-1`).

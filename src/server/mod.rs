@@ -46,7 +46,7 @@ use tracing::Level;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::ServeConfig;
 use crate::store::{LibraryLayout, StoreError};
-use conn::TrackedListener;
+use conn::ConnLimits;
 use control::ControlHub;
 use error::ApiError;
 use files::FileStore;
@@ -102,6 +102,7 @@ struct Shared {
     idle_timeout: Duration,
     control: Arc<ControlHub>,
     signer: Signer,
+    conn_limits: ConnLimits,
 }
 
 /// The catalog connection (its type has no Debug).
@@ -148,6 +149,7 @@ impl AppState {
             idle_timeout: config.idle_timeout,
             control: Arc::new(ControlHub::new(config.control.clone())),
             signer: Signer::new(config.signing_key.clone(), config.token_ttl),
+            conn_limits: config.conn_limits.clone(),
         };
         Ok(AppState {
             inner: Arc::new(shared),
@@ -245,11 +247,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = TrackedListener::new(
-        listener,
-        Arc::clone(state.metrics()),
-        state.inner.idle_timeout,
-    );
     let hub = Arc::clone(state.control());
     tokio::spawn(control::library::watch(
         state.clone(),
@@ -262,13 +259,13 @@ pub async fn serve(
         shutdown.await;
         hub.shut_down();
     };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServerError::Io {
-            op: "serve",
-            source,
-        })
+    let limits = ConnLimits {
+        idle_timeout: state.inner.idle_timeout,
+        ..state.inner.conn_limits.clone()
+    };
+    let metrics = Arc::clone(state.metrics());
+    conn::serve_connections(listener, app(state), limits, metrics, shutdown).await;
+    Ok(())
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed by this call (it
