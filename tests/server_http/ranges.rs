@@ -159,3 +159,34 @@ async fn stale_if_range_gets_full_body() {
     assert_eq!(r.status, if strong { 206 } else { 200 });
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_abuse_is_bounded_and_never_amplified() {
+    let (fx, server) = setup().await;
+    let (url, bytes) = fx.segment();
+    let len = bytes.len();
+    // A thousand tiny ranges: the whole body once, not a thousand parts.
+    let thousand: Vec<String> = (0..1000).map(|i| format!("{i}-{i}")).collect();
+    let thousand = format!("bytes={}", thousand.join(","));
+    // Hundreds of ranges all covering the whole file: still one copy.
+    let whole = format!("bytes={}", vec!["0-"; 300].join(","));
+    for range in [thousand.as_str(), whole.as_str()] {
+        let r = server.get(&url, &[("Range", range)]).await;
+        assert_eq!((r.status, r.body.len()), (200, len), "{}", &range[..40]);
+    }
+    // Offsets past the end, at the edge of u64 and beyond it: still valid syntax (RFC 9110
+    // 14.1.1), so a first-pos past the end is unsatisfiable and a suffix longer than the file
+    // selects all of it.
+    for (range, status) in [
+        ("bytes=18446744073709551614-18446744073709551615", 416),
+        ("bytes=18446744073709551615-", 416),
+        ("bytes=99999999999999999999999-", 416),
+        ("bytes=-99999999999999999999999", 206),
+        ("bytes=0-18446744073709551615", 206),
+    ] {
+        let r = server.get(&url, &[("Range", range)]).await;
+        assert_eq!(r.status, status, "{range}");
+        assert!(r.body.len() <= len, "{range}: {} bytes", r.body.len());
+    }
+    server.stop().await;
+}
