@@ -52,6 +52,7 @@ async fn preflight_allows_range() {
             "{}",
             r.status
         );
+        assert_eq!(r.header("timing-allow-origin"), Some("*"));
         let exposed = r.header("access-control-expose-headers").unwrap();
         for h in [
             "Content-Length",
