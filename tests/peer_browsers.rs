@@ -29,33 +29,9 @@ const CASES: [(&str, &str); 4] = [
     ("shaka", "dash"),
 ];
 
-fn require_peers() {
-    require_program(
-        "node",
-        "node",
-        &["--version"],
-        "Node.js (CI image), then `npm ci` in tests/peers",
-    );
-    if !peers_dir()
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        missing_tool(
-            "tests/peers/node_modules (hls.js, dash.js, shaka-player, playwright-core)",
-            "`npm ci` in tests/peers",
-        );
-    }
-    require_program(
-        "Debian's chromium",
-        "/usr/bin/chromium",
-        &["--version"],
-        "apt-get install chromium",
-    );
-}
-
 #[test]
 fn browser_players_play_across_origins_and_switch_renditions_without_stall() {
-    require_peers();
+    require_browser_peers();
     let library = Library::generated(TRACK_SECONDS);
     let server = Server::start(&library.root(), &[]);
     let track = server.track(&library.track_id);

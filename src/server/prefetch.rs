@@ -199,6 +199,25 @@ impl PrefetchHint {
     }
 }
 
+/// Fills in init sizes that the record does not know (tracks ingested before the record kept
+/// them) by loading the init segment, which the warm-up would load anyway.
+pub async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint]) {
+    for hint in hints.iter_mut().filter(|h| h.init.bytes == 0) {
+        let prefix = format!("/media/{}/", hint.track);
+        let Some(path) = hint
+            .init
+            .url
+            .split_once(&prefix)
+            .and_then(|(_, rest)| MediaPath::parse(&hint.track, rest))
+        else {
+            continue;
+        };
+        if let Ok(entity) = files.load(path).await {
+            hint.init.bytes = entity.body.len() as u64;
+        }
+    }
+}
+
 /// Loads every file of `hints` into the hot-file cache, in the background; failures are only
 /// logged (the client's own fetch will report them).
 pub fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
@@ -321,6 +340,8 @@ pub async fn prefetch(
             Ok(Ok(hints))
         })
         .await??;
+    let mut hints = hints;
+    fill_init_sizes(state.files(), &mut hints).await;
     warm(state.files(), &hints);
     let links: Vec<HeaderValue> = hints
         .iter()

@@ -13,24 +13,12 @@
 //   --low/--high: the rendition directory names (as in the segment URLs) of the lowest and
 //   highest bitrate; LIST: comma-separated of hls.js:hls, dash.js:dash, shaka:hls, shaka:dash.
 
-import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { launchChromium, startPageServer as servePages } from './browser.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
-// Debian's Chromium as the tests run it: as root (no sandbox), without a GPU, and with its
-// background and Google connections off (the test machines reach no other host, and refused
-// connections would slow and clutter every start).
-const CHROMIUM_FLAGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
 const SWITCH_AT_S = 2; // playhead position of the first forced switch
 const MIN_PROGRESS_S = 1.5; // how far the playhead must move after each switch
 const MAX_STALL_MS = 1000; // longest tolerated `waiting` after a switch
@@ -71,18 +59,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function startPageServer() {
   const files = { '/player.html': ['player.html', 'text/html; charset=utf-8'] };
   for (const [url, path] of Object.entries(LIBS)) files[url] = [path, 'text/javascript'];
-  const server = createServer((req, res) => {
-    const file = files[new URL(req.url, 'http://x').pathname];
-    if (!file) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': file[1], 'cache-control': 'no-store' });
-    res.end(readFileSync(join(HERE, file[0])));
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve({ server, origin: `http://127.0.0.1:${server.address().port}` }));
-  });
+  return servePages(files);
 }
 
 /** Longest `waiting` (ms) that began at or after `since`: it ends at the next `playing`, or
@@ -202,14 +179,7 @@ const userDataDir = mkdtempSync(join(tmpdir(), 'segue-chromium-'));
 const summary = { chromium: null, page_origin: pageOrigin, cases: [] };
 let browser;
 try {
-  // ignoreDefaultArgs: Chromium gets exactly our flags, plus the profile and the pipe that
-  // playwright talks over (its own defaults would add --mute-audio and others).
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    ignoreDefaultArgs: true,
-    args: [...CHROMIUM_FLAGS, `--user-data-dir=${userDataDir}`, '--remote-debugging-pipe'],
-    timeout: 30000,
-  });
+  browser = await launchChromium(userDataDir);
   summary.chromium = browser.version();
   for (const c of cases) {
     const started = Date.now();

@@ -46,6 +46,32 @@ pub fn require_program(what: &str, program: &str, probe: &[&str], ci_step: &str)
     }
 }
 
+/// Panics via [`missing_tool`] unless the browser peers are installed: node, `npm ci` in
+/// tests/peers (playwright-core and the players) and Debian's chromium.
+pub fn require_browser_peers() {
+    require_program(
+        "node",
+        "node",
+        &["--version"],
+        "Node.js (CI image), then `npm ci` in tests/peers",
+    );
+    if !peers_dir()
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        missing_tool(
+            "tests/peers/node_modules (hls.js, dash.js, shaka-player, playwright-core)",
+            "`npm ci` in tests/peers",
+        );
+    }
+    require_program(
+        "Debian's chromium",
+        "/usr/bin/chromium",
+        &["--version"],
+        "apt-get install chromium",
+    );
+}
+
 /// A temp library holding one generated track of `seconds` (48 kHz stereo FLAC in, the default
 /// ladder out).
 pub struct Library {

@@ -20,7 +20,7 @@ use super::protocol::{
 use super::session::{Command, PrefetchNeed, QueueEntry};
 use super::{ControlHub, SharedSession, broadcast_state, lock};
 use crate::server::AppState;
-use crate::server::prefetch::{DEFAULT_SECONDS, HintRequest, make_hint, warm};
+use crate::server::prefetch::{DEFAULT_SECONDS, HintRequest, fill_init_sizes, make_hint, warm};
 
 /// Heartbeats a peer may stay silent before it is dropped.
 const SILENT_HEARTBEATS: u32 = 3;
@@ -380,6 +380,9 @@ impl Connection {
                 tracing::debug!(track = %need.track, "control: no prefetch hint for the next track");
                 return;
             };
+            let mut hints = [hint];
+            fill_init_sizes(state.files(), &mut hints).await;
+            let [hint] = hints;
             warm(state.files(), std::slice::from_ref(&hint));
             let message = ServerMessage::Prefetch {
                 track: need.track,

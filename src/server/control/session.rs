@@ -322,6 +322,11 @@ impl Session {
             ));
         }
         if let Some(b) = bandwidth {
+            // The first measurement makes the hint of the next track worth sending again: the
+            // one sent at `load` could only name the lowest rendition.
+            if self.bandwidth.is_none() {
+                self.prefetched = None;
+            }
             self.bandwidth = Some(b as u64);
         }
         let predicted = self.position_at(now);

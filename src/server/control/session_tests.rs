@@ -164,6 +164,17 @@ fn the_next_track_is_prefetched_once_for_the_active_device() {
         ("a", 1, "t1")
     );
     assert_eq!(s.prefetch_need(), None);
+    // The first bandwidth report brings the hint again, now with a bandwidth.
+    let report = Command::Report {
+        index: 0,
+        position: 0.5,
+        playing: true,
+        bandwidth: Some(2e6),
+    };
+    s.apply("a", report.clone(), t0).unwrap();
+    assert_eq!(s.prefetch_need().unwrap().bandwidth, Some(2_000_000));
+    s.apply("a", report, t0).unwrap();
+    assert_eq!(s.prefetch_need(), None);
     s.apply("a", Command::Next, t0).unwrap();
     assert_eq!(s.prefetch_need().unwrap().track, "t2");
     s.apply("a", Command::Next, t0).unwrap();
