@@ -421,3 +421,65 @@ async fn with_signed_urls_the_socket_needs_the_token_the_api_gives() {
     hello(&mut socket, "signed", "Signed").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_and_holds_up_nobody() {
+    let (fx, second, server) = two_tracks(|c| c.with_control(&[], 15, 1000).unwrap()).await;
+    // The stalled client: a tiny receive buffer, joined, then never read again.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(server.addr).await.unwrap();
+    let mut request = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "segue.control.v1".parse().unwrap(),
+    );
+    let (mut stalled, _) = client_async(request, tcp).await.unwrap();
+    hello(&mut stalled, "busy", "Stalled").await;
+    // A busy remote in the same session makes the server broadcast state after state.
+    let mut busy = open(server.addr, &[]).await.unwrap();
+    hello(&mut busy, "busy", "Busy").await;
+    // A long queue makes each state message large (about 27 KB).
+    let mut queue = vec![fx.id.clone(); 999];
+    queue.push(second);
+    send(&mut busy, json!({"type":"load","tracks":queue})).await;
+    let started = tokio::time::Instant::now();
+    let mut dropped = false;
+    for round in 0..1000 {
+        let level = f64::from(round % 100) / 100.0;
+        send(&mut busy, json!({"type":"volume","level":level})).await;
+        // The busy device keeps getting its own state back at once.
+        let state = state_where(&mut busy, |s| {
+            (s["volume"].as_f64().unwrap() - level).abs() < 1e-9
+        })
+        .await;
+        if state["devices"].as_array().unwrap().len() == 1 {
+            eprintln!(
+                "stalled client dropped after {round} broadcasts, {:?}",
+                started.elapsed()
+            );
+            dropped = true;
+            break;
+        }
+    }
+    assert!(
+        dropped,
+        "the stalled client was still in the session after 1000 broadcasts"
+    );
+    assert!(
+        started.elapsed() < WAIT,
+        "broadcasts were held up: {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
+    assert_eq!(metric(&text, "segue_control_connections"), 1.0, "{text}");
+    // What the stalled client finally reads ends with the close (1008) or a cut connection.
+    let code = close_code(&mut stalled).await;
+    assert!(
+        code.is_none() || code == Some(CloseCode::Policy),
+        "{code:?}"
+    );
+    server.stop().await;
+}

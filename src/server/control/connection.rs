@@ -138,8 +138,18 @@ impl Connection {
                     return Some((close_code::POLICY, "send queue full"));
                 }
                 Some(text) = inbox.queue.recv() => {
-                    if !write(socket, Message::Text(text), heartbeat).await {
-                        return None;
+                    // A socket that does not drain blocks this write; the queue meanwhile
+                    // overflows, which ends the wait at once rather than at the deadline.
+                    tokio::select! {
+                        written = write(socket, Message::Text(text), heartbeat) => {
+                            if !written {
+                                return None;
+                            }
+                        }
+                        () = inbox.overflow.notified() => {
+                            tracing::info!(peer = self.peer.id(), "control: closing a client that does not read");
+                            return Some((close_code::POLICY, "send queue full"));
+                        }
                     }
                 }
                 _ = ticker.tick() => {
