@@ -111,6 +111,9 @@ pub struct ServeArgs {
     /// Control commands allowed per second and connection (twice that as a burst).
     #[arg(long, default_value_t = 20)]
     pub ws_rate: u32,
+    /// Serve `/ws/echo`, a WebSocket echo for the Autobahn conformance cases (testing only).
+    #[arg(long, hide = true)]
+    pub ws_conformance_echo: bool,
     /// Ingest these files or directories (default ladder) before serving; files already in the
     /// library are skipped, so `serve --ingest media/samples` can be run again and again.
     #[arg(long, value_name = "FILE_OR_DIR")]

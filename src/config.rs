@@ -369,6 +369,8 @@ pub struct ControlConfig {
     pub commands_per_second: u32,
     /// Messages a connection may have waiting to be sent before it counts as too slow.
     pub send_queue: usize,
+    /// Whether `/ws/echo` (a WebSocket echo for the Autobahn conformance cases) is served.
+    pub conformance_echo: bool,
 }
 
 impl Default for ControlConfig {
@@ -378,6 +380,7 @@ impl Default for ControlConfig {
             heartbeat: Duration::from_secs(15),
             commands_per_second: 20,
             send_queue: 64,
+            conformance_echo: false,
         }
     }
 }

@@ -87,6 +87,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.cache_mib,
     )?
     .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
+    let mut config = config;
+    config.control.conformance_echo = args.ws_conformance_echo;
     let config = match &args.signing_key {
         Some(key) => config.with_signing(key, args.token_ttl_secs)?,
         None => config,

@@ -204,6 +204,7 @@ pub fn app(state: AppState) -> Router {
     let metrics = Arc::clone(state.metrics());
     let cors = state.inner.cors.clone();
     let timeout = state.inner.request_timeout;
+    let echo = state.inner.control.config().conformance_echo;
     let routes = Router::new()
         .route("/", get(player::index))
         .route("/assets/{name}", get(player::asset))
@@ -217,7 +218,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/prefetch", get(prefetch::prefetch))
         .route("/api/control", get(api::control))
         .route("/media/{track_id}/{*path}", get(media::media))
-        .route("/ws", get(control::upgrade))
+        .route("/ws", get(control::upgrade));
+    let routes = if echo {
+        routes.route("/ws/echo", get(control::echo::upgrade))
+    } else {
+        routes
+    };
+    let routes = routes
         .fallback(not_found)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(

@@ -12,6 +12,7 @@
 //! - [`library`] watches the catalog and announces tracks added while the server runs.
 
 pub mod connection;
+pub mod echo;
 pub mod library;
 pub mod peer;
 pub mod protocol;
