@@ -30,6 +30,35 @@ pub enum Command {
     Reindex(LibraryArgs),
     /// Serve the library over HTTP (HLS, DASH, JSON API) until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    /// Ingest one file in this process under a memory limit and print the result as JSON
+    /// (run by `ingest` and `serve --ingest` for each file; not for direct use).
+    #[command(hide = true)]
+    IngestWorker(IngestWorkerArgs),
+}
+
+/// Flags of the hidden `segue ingest-worker`.
+#[derive(Debug, Args)]
+pub struct IngestWorkerArgs {
+    /// Library directory.
+    #[arg(long)]
+    pub library: PathBuf,
+    /// ABR ladder spec.
+    #[arg(long)]
+    pub ladder: String,
+    /// Nominal segment duration in seconds.
+    #[arg(long)]
+    pub segment_seconds: f64,
+    /// Address-space limit in bytes.
+    #[arg(long)]
+    pub memory_bytes: u64,
+    /// Longest source accepted, in seconds.
+    #[arg(long)]
+    pub max_duration_seconds: u64,
+    /// Afterburner off.
+    #[arg(long)]
+    pub no_afterburner: bool,
+    /// The file.
+    pub file: PathBuf,
 }
 
 /// The library location, shared by every subcommand.
@@ -61,6 +90,10 @@ pub struct IngestArgs {
     /// Turn off fdk-aac's afterburner (faster, slightly lower quality).
     #[arg(long)]
     pub no_afterburner: bool,
+    /// Address-space limit of the process that ingests each file, in MiB (a hostile file that
+    /// makes a decoder allocate without bound fails alone).
+    #[arg(long, default_value_t = 2048)]
+    pub worker_memory_mib: u64,
     /// Audio files or directories (walked recursively for audio files).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,

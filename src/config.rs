@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::ingest::decode::DecodeOptions;
 use crate::ingest::encode::AacProfile;
+pub use crate::ingest::worker::WorkerConfig;
 
 /// Default library directory, relative to the working directory.
 pub const DEFAULT_LIBRARY: &str = "media/library";
@@ -158,6 +159,8 @@ pub struct IngestConfig {
     pub afterburner: bool,
     /// Limits applied to input files.
     pub decode: DecodeOptions,
+    /// Ingest each file in a worker process (`None`: in this process).
+    pub worker: Option<WorkerConfig>,
 }
 
 impl IngestConfig {
@@ -191,6 +194,7 @@ impl IngestConfig {
             jobs,
             afterburner: true,
             decode: DecodeOptions::default(),
+            worker: None,
         })
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use segue::catalog::Catalog;
-use segue::cli::{Cli, Command, IngestArgs, ListArgs, ServeArgs};
-use segue::config::{IngestConfig, ServeConfig};
+use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, ListArgs, ServeArgs};
+use segue::config::{IngestConfig, ServeConfig, WorkerConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
 use segue::store::LibraryLayout;
@@ -58,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(args),
+        Command::IngestWorker(args) => ingest_worker(args),
     }
 }
 
@@ -69,6 +70,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             segue::config::DEFAULT_SEGMENT_SECONDS,
             None,
         )?;
+        let config = IngestConfig {
+            worker: Some(worker_config(2048)?),
+            ..config
+        };
         let observer = TerminalObserver::default();
         let reports = ingest_batch(&args.ingest, &config, &observer)?;
         observer.finish();
@@ -116,6 +121,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Each file is ingested by this same executable's `ingest-worker` (see `ingest::worker`).
+fn worker_config(memory_mib: u64) -> anyhow::Result<WorkerConfig> {
+    anyhow::ensure!(
+        (256..=1 << 20).contains(&memory_mib),
+        "--worker-memory-mib must be from 256 to 1048576"
+    );
+    Ok(WorkerConfig {
+        program: std::env::current_exe().context("find the segue executable")?,
+        memory_bytes: memory_mib << 20,
+    })
+}
+
+/// The hidden `ingest-worker` subcommand.
+fn ingest_worker(args: IngestWorkerArgs) -> anyhow::Result<ExitCode> {
+    let mut config = IngestConfig::new(args.library, &args.ladder, args.segment_seconds, None)?;
+    config.afterburner = !args.no_afterburner;
+    config.decode.max_duration_seconds = args.max_duration_seconds;
+    Ok(segue::ingest::worker::worker_main(
+        &args.file,
+        &config,
+        args.memory_bytes,
+    ))
+}
+
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut config = IngestConfig::new(
         args.library.library,
@@ -124,6 +153,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         args.jobs,
     )?;
     config.afterburner = !args.no_afterburner;
+    config.worker = Some(worker_config(args.worker_memory_mib)?);
     let reports = if args.json {
         ingest_batch(&args.inputs, &config, &JsonObserver)?
     } else {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use super::panic_message;
 use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
+use super::worker::ingest_in_worker;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
 use crate::store::{LibraryLayout, StoreError};
@@ -141,8 +142,9 @@ fn ingest_one(
     observer: &dyn BatchObserver,
 ) -> FileReport {
     let progress = observer.started(file);
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        ingest_file(file, config, layout, progress.as_ref())
+    let result = catch_unwind(AssertUnwindSafe(|| match &config.worker {
+        Some(worker) => ingest_in_worker(file, config, worker, layout, progress.as_ref()),
+        None => ingest_file(file, config, layout, progress.as_ref()),
     }))
     .unwrap_or_else(|panic| {
         Err(IngestError::Internal(format!(

@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod rendition;
 pub mod resample;
 pub mod segment;
+pub mod worker;
 
 /// The message of a caught panic payload.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

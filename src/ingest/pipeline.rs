@@ -58,13 +58,16 @@ pub enum IngestError {
     /// The source holds no audio samples.
     #[error("no audio samples in the file")]
     NoSamples,
+    /// The worker process that ingested the file failed or died; the message says how.
+    #[error("{0}")]
+    Worker(String),
     /// An internal invariant broke (a bug): reported for this file instead of aborting.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 /// What happened to a file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum IngestOutcome {
     /// Newly packaged and added to the library.
     Ingested(Box<TrackRecord>),

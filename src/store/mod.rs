@@ -130,7 +130,7 @@ impl LibraryLayout {
     }
 
     /// Removes staging directories whose owning process is gone (crash or kill leftovers).
-    fn sweep_staging(&self) {
+    pub fn sweep_staging(&self) {
         let Ok(entries) = fs::read_dir(self.staging_dir()) else {
             return;
         };

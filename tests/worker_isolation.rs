@@ -1,0 +1,199 @@
+//! Each file is ingested by a worker process (`segue ingest-worker`) under a memory limit: a
+//! worker that dies fails its own file only, and `kill -9` of `segue ingest` at any moment
+//! leaves a consistent library that a re-run completes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempLibrary, make_input};
+use segue::catalog::Catalog;
+use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig, WorkerConfig};
+use segue::ingest::batch::{BatchObserver, FileReport, ingest_batch};
+use segue::ingest::pipeline::Progress;
+
+struct Quiet;
+
+impl BatchObserver for Quiet {
+    fn planned(&self, _: &[PathBuf]) {}
+    fn started(&self, _: &Path) -> Box<dyn Progress + '_> {
+        Box::new(())
+    }
+    fn finished(&self, _: &FileReport) {}
+}
+
+fn config(lib: &TempLibrary, memory_bytes: Option<u64>) -> IngestConfig {
+    let mut config =
+        IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
+    config.worker = memory_bytes.map(|memory_bytes| WorkerConfig {
+        program: PathBuf::from(env!("CARGO_BIN_EXE_segue")),
+        memory_bytes,
+    });
+    config
+}
+
+fn entries(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_worker_that_runs_out_of_memory_fails_its_file_alone() {
+    let lib = TempLibrary::new();
+    let input = make_input(
+        &lib.inputs(),
+        "a.wav",
+        44_100,
+        1.0,
+        2,
+        &["-c:a", "pcm_s16le"],
+    );
+    // 24 MiB of address space is too little to start the encoder threads (a clean error from
+    // the worker); with 32 MiB a decoder buffer allocation fails, which aborts the worker.
+    for (limit, expected) in [(24 << 20, "failed to spawn thread"), (32 << 20, "SIGABRT")] {
+        let reports = ingest_batch(
+            std::slice::from_ref(&input),
+            &config(&lib, Some(limit)),
+            &Quiet,
+        )
+        .unwrap();
+        let error = reports[0].result.as_ref().unwrap_err().to_string();
+        eprintln!("{} MiB: {error}", limit >> 20);
+        assert!(error.contains(expected), "{error}");
+        assert!(entries(&lib.library().join("tracks")).is_empty());
+        assert!(entries(&lib.library().join(".staging")).is_empty());
+    }
+    // With room to work, the same file goes in, through the worker.
+    let reports = ingest_batch(&[input], &config(&lib, Some(2 << 30)), &Quiet).unwrap();
+    let id = reports[0].result.as_ref().unwrap().id().to_string();
+    assert_eq!(entries(&lib.library().join("tracks")), BTreeSet::from([id]));
+}
+
+#[test]
+fn workers_write_the_same_bytes_as_an_in_process_ingest() {
+    let (a, b) = (TempLibrary::new(), TempLibrary::new());
+    let input = make_input(&a.inputs(), "same.flac", 48_000, 1.5, 2, &["-c:a", "flac"]);
+    let one = ingest_batch(std::slice::from_ref(&input), &config(&a, None), &Quiet).unwrap();
+    let two = ingest_batch(&[input], &config(&b, Some(2 << 30)), &Quiet).unwrap();
+    let id = one[0].result.as_ref().unwrap().id().to_string();
+    assert_eq!(two[0].result.as_ref().unwrap().id(), id);
+    let (ra, rb) = (a.record(&id), b.record(&id));
+    assert_eq!(ra, rb);
+    for r in &ra.renditions {
+        for name in entries(&a.layout().track_dir(&id).join(&r.dir)) {
+            let rel = Path::new(&r.dir).join(&name);
+            let bytes =
+                |lib: &TempLibrary| std::fs::read(lib.layout().track_dir(&id).join(&rel)).unwrap();
+            assert_eq!(bytes(&a), bytes(&b), "{}", rel.display());
+        }
+    }
+}
+
+/// The library is consistent: every track directory is complete (its record lists files that
+/// all exist), the catalog indexes exactly the track directories, and nothing else is visible.
+fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
+    let layout = lib.layout();
+    let dirs = entries(&layout.tracks_dir());
+    for id in &dirs {
+        let record = lib.record(id);
+        for r in &record.renditions {
+            let dir = layout.track_dir(id).join(&r.dir);
+            assert!(dir.join(&r.init).is_file(), "{id}: {} missing", r.init);
+            for i in 0..r.segment_sizes.len() {
+                let name = segue::catalog::RenditionRecord::segment_name(i);
+                assert!(dir.join(&name).is_file(), "{id}: {name} missing");
+            }
+        }
+        assert!(layout.track_dir(id).join(&record.hls_master).is_file());
+    }
+    // Opening the catalog reconciles it; afterwards it lists exactly the directories.
+    layout.create().unwrap();
+    let catalog = Catalog::open(&layout).unwrap();
+    let indexed: BTreeSet<String> = catalog.ids().unwrap().into_iter().collect();
+    assert_eq!(indexed, dirs, "catalog and track directories differ");
+    assert!(
+        entries(&layout.staging_dir()).is_empty(),
+        "staging left behind"
+    );
+    dirs
+}
+
+#[test]
+fn kill_9_at_any_moment_leaves_a_consistent_library_and_the_rerun_completes() {
+    let lib = TempLibrary::new();
+    let inputs: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let name = format!("k{i}.flac");
+            make_input(
+                &lib.inputs(),
+                &name,
+                44_100,
+                2.0 + f64::from(i),
+                2,
+                &["-c:a", "flac"],
+            )
+        })
+        .collect();
+    let run = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_segue"));
+        cmd.arg("ingest")
+            .arg("--library")
+            .arg(lib.library())
+            .args(["--json", "--jobs", "2"])
+            .args(&inputs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    };
+    // Time one whole run, then kill runs at twelve points spread over that time, each from an
+    // empty library so every kill meets work in progress (decode, encode, staging, commit,
+    // indexing). Fixed fractions, so a failure can be reproduced.
+    let wipe = || {
+        let layout = lib.layout();
+        std::fs::remove_dir_all(layout.tracks_dir()).unwrap();
+        layout.create().unwrap();
+        Catalog::open(&layout).unwrap();
+    };
+    let started = Instant::now();
+    assert!(run().status().unwrap().success());
+    let whole = started.elapsed();
+    let mut kills = 0;
+    for step in 0..12u32 {
+        wipe();
+        let mut child = run().spawn().unwrap();
+        std::thread::sleep(whole * step / 15);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // Workers die with their parent (PR_SET_PDEATHSIG); their staging is swept once their
+        // pids are gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !entries(&lib.layout().staging_dir()).is_empty() {
+            lib.layout().create().unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_consistent(&lib);
+        let status = run().status().unwrap();
+        assert!(
+            status.success(),
+            "the re-run after kill {step} failed: {status}"
+        );
+        assert_eq!(assert_consistent(&lib).len(), 3);
+    }
+    eprintln!(
+        "{kills} kills mid-ingest (whole run {whole:?}); consistent and completed after each"
+    );
+    assert!(kills >= 8, "only {kills} of 12 kills landed mid-run");
+    assert_eq!(assert_consistent(&lib).len(), 3);
+}
