@@ -483,3 +483,25 @@ async fn a_client_that_never_reads_is_dropped_and_holds_up_nobody() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_gets_the_close_reply() {
+    let (_, _, server) = two_tracks(|c| c).await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    hello(&mut a, "close", "Closer").await;
+    a.close(None).await.unwrap();
+    // The server answers with its own Close frame (a clean close, not a dropped socket).
+    let reply = tokio::time::timeout(WAIT, async {
+        loop {
+            match a.next().await {
+                Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reply, "no Close reply from the server");
+    server.stop().await;
+}

@@ -138,12 +138,25 @@ impl LibraryLayout {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let alive = pid.is_some_and(process_alive);
             if !alive {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
     }
+}
+
+/// Whether process `pid` is running. A zombie (killed, not yet reaped: in a container whose
+/// init does not reap, it may stay so) has finished writing and counts as gone.
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesized command name, which may itself hold ") ".
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Whether `name` has the shape of a track id (lowercase hex), so stray files are ignored and

@@ -72,7 +72,7 @@ async fn api_lists_and_gets_tracks_with_working_urls() {
         (r.status, r.json()["error"].as_str()),
         (404, Some("not found"))
     );
-    // The page lists tracks through the API.
+    // The page and its scripts, which list tracks through the API.
     let index = server.get("/", &[]).await;
     assert_eq!(index.status, 200);
     assert!(
@@ -81,7 +81,17 @@ async fn api_lists_and_gets_tracks_with_working_urls() {
             .unwrap()
             .starts_with("text/html")
     );
-    assert!(index.text().contains("/api/tracks"));
+    assert!(index.text().contains("/assets/view.js"));
+    let core = server.get("/assets/player.js", &[]).await;
+    assert_eq!(core.status, 200);
+    assert!(
+        core.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(core.text().contains("/api/tracks"));
+    assert_eq!(server.get("/assets/index.html", &[]).await.status, 404);
+    assert_eq!(server.get("/assets/nope.js", &[]).await.status, 404);
     assert_eq!(server.get("/healthz", &[]).await.status, 200);
     server.stop().await;
 }

@@ -177,7 +177,12 @@ impl Connection {
                         Message::Text(text) => self.on_text(&text).await,
                         Message::Binary(_) => self.on_binary(),
                         Message::Ping(_) | Message::Pong(_) => {}
-                        Message::Close(_) => return None,
+                        Message::Close(_) => {
+                            // tungstenite has queued the Close reply; it goes out on the next
+                            // read, which then ends the stream (RFC 6455 5.5.1: a clean close).
+                            let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.recv()).await;
+                            return None;
+                        }
                     }
                 }
             }
