@@ -12,9 +12,10 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 start=$SECONDS
-# This crate is its own workspace, which the main `cargo fmt --all` does not reach.
-cargo fmt --manifest-path "$here/Cargo.toml" -- --check
 "$here/run.sh" --build
+# This crate is its own workspace, which the main `cargo fmt --all` does not reach. (After the
+# build, which makes fuzz/Cargo.lock from the main one; cargo fmt would otherwise resolve anew.)
+cargo fmt --manifest-path "$here/Cargo.toml" -- --check
 echo "fuzz: built in $((SECONDS - start)) s"
 for target in range control_message decode; do
   log="$scratch/$target.log"

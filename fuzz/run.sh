@@ -35,11 +35,13 @@ bin_dir="$target_dir/$host/release"
 build() {
   # cargo-fuzz's instrumentation (SanitizerCoverage, read by libFuzzer): edge counters and
   # their PC table for coverage, comparison operands for libFuzzer's value-guided mutations,
-  # stack depth as an extra feature; plus debug assertions, overflow checks and cfg(fuzzing).
-  # cargo-fuzz also passes -Zsanitizer=address, which stable rustc refuses; src/lib.rs stands in
-  # for the one part of it libFuzzer needs here (seeing allocations, for -malloc_limit_mb).
-  # `--target` keeps these flags off build scripts and proc macros, which run on the host and
-  # must not need libFuzzer's symbols.
+  # stack depth as an extra feature, no folding of branches (each comparison stays an edge);
+  # plus debug assertions, overflow checks and cfg(fuzzing). cargo-fuzz by default also passes
+  # -Zsanitizer=address, which stable rustc refuses; src/lib.rs stands in for the one part of it
+  # libFuzzer needs here (seeing allocations, for -malloc_limit_mb). It also passes
+  # -Ccodegen-units=1, left out: on 2 cores the build time matters more. `--target` keeps these
+  # flags off build scripts and proc macros, which run on the host and must not need
+  # libFuzzer's symbols.
   local rustflags=(
     --cfg fuzzing
     -Cpasses=sancov-module
@@ -48,13 +50,21 @@ build() {
     -Cllvm-args=-sanitizer-coverage-pc-table
     -Cllvm-args=-sanitizer-coverage-trace-compares
     -Cllvm-args=-sanitizer-coverage-stack-depth
+    -Cllvm-args=-simplifycfg-branch-fold-threshold=0
   )
   if [ "$checks" = on ]; then
     rustflags+=(-Cdebug-assertions -Coverflow-checks)
   else
     export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=false CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=false
   fi
-  RUSTFLAGS="${rustflags[*]}" cargo build --release --locked \
+  # The versions are the main crate's: fuzz/Cargo.lock (not in git) starts as a copy of
+  # ../Cargo.lock, to which cargo adds libfuzzer-sys; it is made again when either input changes,
+  # so it can never go stale the way a second committed lock file would.
+  local lock="$here/Cargo.lock"
+  if [ ! -f "$lock" ] || [ "$here/../Cargo.lock" -nt "$lock" ] || [ "$here/Cargo.toml" -nt "$lock" ]; then
+    cp "$here/../Cargo.lock" "$lock"
+  fi
+  RUSTFLAGS="${rustflags[*]}" cargo build --release \
     --manifest-path "$here/Cargo.toml" --target-dir "$target_dir" --target "$host" --bins
 }
 

@@ -41,11 +41,13 @@ fuzz_target!(init: segue_fuzz::init(), |data: &[u8]| {
 /// The length and the field value of an input.
 fn split(data: &[u8]) -> (u64, String) {
     let text = String::from_utf8_lossy(data);
-    if let Some((first, rest)) = text.split_once('\n') {
-        if !first.is_empty() && first.len() <= 20 && first.bytes().all(|b| b.is_ascii_digit()) {
-            let len = first.parse::<u64>().unwrap_or(u64::MAX).min(MAX_LEN);
-            return (len, rest.to_string());
-        }
+    if let Some((first, rest)) = text.split_once('\n')
+        && !first.is_empty()
+        && first.len() <= 20
+        && first.bytes().all(|b| b.is_ascii_digit())
+    {
+        let len = first.parse::<u64>().unwrap_or(u64::MAX).min(MAX_LEN);
+        return (len, rest.to_string());
     }
     (1000, text.into_owned())
 }
