@@ -6,28 +6,12 @@ mod common;
 use common::*;
 
 fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
+    write_input(dir, name, bytes)
 }
 
-/// A 44-byte WAV header claiming `channels` channels at `rate` Hz, followed by `data` bytes.
+/// A WAV header claiming `channels` channels at `rate` Hz, followed by `data` bytes.
 fn wav_header(channels: u16, rate: u32, data: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend(b"RIFF");
-    h.extend(&(36 + data.len() as u32).to_le_bytes());
-    h.extend(b"WAVEfmt ");
-    h.extend(&16u32.to_le_bytes());
-    h.extend(&1u16.to_le_bytes());
-    h.extend(&channels.to_le_bytes());
-    h.extend(&rate.to_le_bytes());
-    h.extend(&(rate.wrapping_mul(u32::from(channels)).wrapping_mul(2)).to_le_bytes());
-    h.extend(&(channels.wrapping_mul(2)).to_le_bytes());
-    h.extend(&16u16.to_le_bytes());
-    h.extend(b"data");
-    h.extend(&(data.len() as u32).to_le_bytes());
-    h.extend(data);
-    h
+    wav_bytes(channels, rate, data.len() as u32, data)
 }
 
 #[test]

@@ -23,31 +23,6 @@ impl Rng {
     }
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-/// A WAV header claiming `channels` × `rate` and a data chunk of `data_len` bytes, then `body`.
-fn wav(channels: u16, rate: u32, data_len: u32, body: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
-    h.extend(b"RIFF");
-    h.extend(&(36u32.wrapping_add(data_len)).to_le_bytes());
-    h.extend(b"WAVEfmt ");
-    h.extend(&16u32.to_le_bytes());
-    h.extend(&1u16.to_le_bytes());
-    h.extend(&channels.to_le_bytes());
-    h.extend(&rate.to_le_bytes());
-    h.extend(&(rate.wrapping_mul(u32::from(channels)).wrapping_mul(2)).to_le_bytes());
-    h.extend(&(channels.wrapping_mul(2)).to_le_bytes());
-    h.extend(&16u16.to_le_bytes());
-    h.extend(b"data");
-    h.extend(&data_len.to_le_bytes());
-    h.extend(body);
-    h
-}
-
 #[test]
 fn every_broken_file_gets_its_own_verdict_and_the_library_holds_only_the_good_ones() {
     let lib = TempLibrary::new();
@@ -75,7 +50,11 @@ fn every_broken_file_gets_its_own_verdict_and_the_library_holds_only_the_good_on
                 _ => bytes.len() * (k - 3) / 9,
             }
             .min(bytes.len() - 1);
-            corpus.push(write(&dir, &format!("trunc-{k}.{ext}"), &bytes[..cut]));
+            corpus.push(write_input(
+                &dir,
+                &format!("trunc-{k}.{ext}"),
+                &bytes[..cut],
+            ));
         }
         // Eight bytes flipped at random places (headers included), eight times.
         for k in 0..8 {
@@ -84,25 +63,29 @@ fn every_broken_file_gets_its_own_verdict_and_the_library_holds_only_the_good_on
                 let at = (rng.next() % flipped.len() as u64) as usize;
                 flipped[at] ^= (rng.next() % 255 + 1) as u8;
             }
-            corpus.push(write(&dir, &format!("flip-{k}.{ext}"), &flipped));
+            corpus.push(write_input(&dir, &format!("flip-{k}.{ext}"), &flipped));
         }
         // The right bytes under the wrong extension.
         let wrong = if *ext == "mp3" { "flac" } else { "mp3" };
-        corpus.push(write(&dir, &format!("renamed-{ext}.{wrong}"), &bytes));
+        corpus.push(write_input(&dir, &format!("renamed-{ext}.{wrong}"), &bytes));
     }
     corpus.extend([
-        write(&dir, "empty.flac", b""),
-        write(&dir, "one-byte.wav", b"R"),
-        write(&dir, "channels.wav", &wav(65_535, 44_100, 4096, &[0; 4096])),
-        write(&dir, "rate.wav", &wav(2, u32::MAX, 4096, &[0; 4096])),
+        write_input(&dir, "empty.flac", b""),
+        write_input(&dir, "one-byte.wav", b"R"),
+        write_input(
+            &dir,
+            "channels.wav",
+            &wav_bytes(65_535, 44_100, 4096, &[0; 4096]),
+        ),
+        write_input(&dir, "rate.wav", &wav_bytes(2, u32::MAX, 4096, &[0; 4096])),
         // 4 GB of data claimed by a 4 KiB file: hours of audio that are not there.
-        write(
+        write_input(
             &dir,
             "claims-hours.wav",
-            &wav(2, 8_000, u32::MAX - 64, &[0; 4096]),
+            &wav_bytes(2, 8_000, u32::MAX - 64, &[0; 4096]),
         ),
         // A FLAC whose STREAMINFO claims 2^36 samples (over 17 days at 44.1 kHz).
-        write(&dir, "claims-days.flac", &flac_claiming(1 << 36)),
+        write_input(&dir, "claims-days.flac", &flac_claiming(1 << 36)),
     ]);
     let inputs: Vec<&Path> = corpus.iter().map(PathBuf::as_path).collect();
     let (code, lines) = ingest_json(&lib.library(), &["--jobs", "2"], &inputs);

@@ -9,21 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempLibrary, make_input};
+use common::{QuietObserver, TempLibrary, make_input};
 use segue::catalog::Catalog;
 use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig, WorkerConfig};
-use segue::ingest::batch::{BatchObserver, FileReport, ingest_batch};
-use segue::ingest::pipeline::Progress;
-
-struct Quiet;
-
-impl BatchObserver for Quiet {
-    fn planned(&self, _: &[PathBuf]) {}
-    fn started(&self, _: &Path) -> Box<dyn Progress + '_> {
-        Box::new(())
-    }
-    fn finished(&self, _: &FileReport) {}
-}
+use segue::ingest::batch::ingest_batch;
 
 fn config(lib: &TempLibrary, memory_bytes: Option<u64>) -> IngestConfig {
     let mut config =
@@ -62,7 +51,7 @@ fn a_worker_that_runs_out_of_memory_fails_its_file_alone() {
         let reports = ingest_batch(
             std::slice::from_ref(&input),
             &config(&lib, Some(limit)),
-            &Quiet,
+            &QuietObserver,
         )
         .unwrap();
         let error = reports[0].result.as_ref().unwrap_err().to_string();
@@ -72,7 +61,7 @@ fn a_worker_that_runs_out_of_memory_fails_its_file_alone() {
         assert!(entries(&lib.library().join(".staging")).is_empty());
     }
     // With room to work, the same file goes in, through the worker.
-    let reports = ingest_batch(&[input], &config(&lib, Some(2 << 30)), &Quiet).unwrap();
+    let reports = ingest_batch(&[input], &config(&lib, Some(2 << 30)), &QuietObserver).unwrap();
     let id = reports[0].result.as_ref().unwrap().id().to_string();
     assert_eq!(entries(&lib.library().join("tracks")), BTreeSet::from([id]));
 }
@@ -81,8 +70,13 @@ fn a_worker_that_runs_out_of_memory_fails_its_file_alone() {
 fn workers_write_the_same_bytes_as_an_in_process_ingest() {
     let (a, b) = (TempLibrary::new(), TempLibrary::new());
     let input = make_input(&a.inputs(), "same.flac", 48_000, 1.5, 2, &["-c:a", "flac"]);
-    let one = ingest_batch(std::slice::from_ref(&input), &config(&a, None), &Quiet).unwrap();
-    let two = ingest_batch(&[input], &config(&b, Some(2 << 30)), &Quiet).unwrap();
+    let one = ingest_batch(
+        std::slice::from_ref(&input),
+        &config(&a, None),
+        &QuietObserver,
+    )
+    .unwrap();
+    let two = ingest_batch(&[input], &config(&b, Some(2 << 30)), &QuietObserver).unwrap();
     let id = one[0].result.as_ref().unwrap().id().to_string();
     assert_eq!(two[0].result.as_ref().unwrap().id(), id);
     let (ra, rb) = (a.record(&id), b.record(&id));

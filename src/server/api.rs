@@ -20,6 +20,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::http::encoding::Effort;
 use super::http::respond::{Entity, prepare, respond, select_coding};
+use super::signing::Signer;
 use crate::catalog::{RenditionRecord, TrackRecord};
 use crate::store::is_track_id;
 
@@ -118,6 +119,12 @@ pub struct TrackList {
 }
 
 impl Track {
+    /// The API view of a track record as this server hands it out: its URLs signed when the
+    /// server signs URLs.
+    pub fn for_client(r: &TrackRecord, signer: &Signer) -> Self {
+        Track::from_record(r, &signer.media_base(&r.id, SystemTime::now()))
+    }
+
     /// The API view of a track record, its URLs under `base` (`/media/ID`, or its signed form
     /// from [`Signer::media_base`](super::signing::Signer::media_base)).
     pub fn from_record(r: &TrackRecord, base: &str) -> Self {
@@ -208,7 +215,7 @@ pub async fn list_tracks(
                 tracks: page
                     .tracks
                     .iter()
-                    .map(|r| Track::from_record(r, &signer.media_base(&r.id, SystemTime::now())))
+                    .map(|r| Track::for_client(r, &signer))
                     .collect(),
                 total: page.total,
             };
@@ -237,9 +244,8 @@ pub async fn get_track(
             let Some(record) = catalog.get(&id)? else {
                 return Ok(None);
             };
-            let base = signer.media_base(&record.id, SystemTime::now());
-            Ok(Some(serde_json::to_vec(&Track::from_record(
-                &record, &base,
+            Ok(Some(serde_json::to_vec(&Track::for_client(
+                &record, &signer,
             ))?))
         })
         .await?

@@ -324,7 +324,7 @@ pub async fn prefetch(
     let Query(params) = query.map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let (ids, request) = parse_params(params)?;
     let signer = state.signer().clone();
-    let hints = state
+    let mut hints = state
         .with_catalog(move |catalog| {
             let mut hints = Vec::with_capacity(ids.len());
             for id in &ids {
@@ -340,7 +340,6 @@ pub async fn prefetch(
             Ok(Ok(hints))
         })
         .await??;
-    let mut hints = hints;
     fill_init_sizes(state.files(), &mut hints).await;
     warm(state.files(), &hints);
     let links: Vec<HeaderValue> = hints

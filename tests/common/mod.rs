@@ -229,6 +229,44 @@ pub fn ingest_generated_wav(
     (lib, input, id, record)
 }
 
+/// A batch observer that says nothing, for tests that call `ingest_batch` directly.
+pub struct QuietObserver;
+
+impl segue::ingest::batch::BatchObserver for QuietObserver {
+    fn planned(&self, _: &[PathBuf]) {}
+    fn started(&self, _: &Path) -> Box<dyn segue::ingest::pipeline::Progress + '_> {
+        Box::new(())
+    }
+    fn finished(&self, _: &segue::ingest::batch::FileReport) {}
+}
+
+/// Writes `bytes` to `dir/name`; returns the path.
+pub fn write_input(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A WAV file: a 44-byte header claiming `channels` × `rate` Hz, 16-bit, and a data chunk of
+/// `data_len` bytes (which may lie), followed by `body`.
+pub fn wav_bytes(channels: u16, rate: u32, data_len: u32, body: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend(b"RIFF");
+    h.extend(&(36u32.wrapping_add(data_len)).to_le_bytes());
+    h.extend(b"WAVEfmt ");
+    h.extend(&16u32.to_le_bytes());
+    h.extend(&1u16.to_le_bytes());
+    h.extend(&channels.to_le_bytes());
+    h.extend(&rate.to_le_bytes());
+    h.extend(&(rate.wrapping_mul(u32::from(channels)).wrapping_mul(2)).to_le_bytes());
+    h.extend(&(channels.wrapping_mul(2)).to_le_bytes());
+    h.extend(&16u16.to_le_bytes());
+    h.extend(b"data");
+    h.extend(&data_len.to_le_bytes());
+    h.extend(body);
+    h
+}
+
 /// An HTTP response as read off the wire by the tests' raw-socket clients.
 #[derive(Debug)]
 pub struct RawResponse {

@@ -89,7 +89,9 @@ async fn api_lists_and_gets_tracks_with_working_urls() {
             .unwrap()
             .starts_with("text/javascript")
     );
-    assert!(core.text().contains("/api/tracks"));
+    let data = server.get("/assets/media.js", &[]).await;
+    assert_eq!(data.status, 200);
+    assert!(data.text().contains("/api/tracks"));
     assert_eq!(server.get("/assets/index.html", &[]).await.status, 404);
     assert_eq!(server.get("/assets/nope.js", &[]).await.status, 404);
     assert_eq!(server.get("/healthz", &[]).await.status, 200);

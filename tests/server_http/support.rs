@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use segue::catalog::TrackRecord;
 use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig, ServeConfig};
-use segue::ingest::batch::{BatchObserver, FileReport, ingest_batch};
-use segue::ingest::pipeline::Progress;
+use segue::ingest::batch::ingest_batch;
 use segue::server::{AppState, ServerError, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::common::RawResponse as Resp;
-use crate::common::{TempLibrary, make_input};
+use crate::common::{QuietObserver, TempLibrary, make_input};
 
 /// Length of the generated test track, in seconds.
 pub const SECONDS: f64 = 3.0;
@@ -26,17 +25,6 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Upper bound of any one network exchange or server stop in these tests.
 pub const LIMIT: Duration = Duration::from_secs(60);
-
-/// A batch observer that says nothing.
-struct Quiet;
-
-impl BatchObserver for Quiet {
-    fn planned(&self, _: &[PathBuf]) {}
-    fn started(&self, _: &Path) -> Box<dyn Progress + '_> {
-        Box::new(())
-    }
-    fn finished(&self, _: &FileReport) {}
-}
 
 /// Generates a `seconds`-long 48 kHz WAV named `name` and ingests it into `lib`; returns its id.
 pub fn ingest(lib: &TempLibrary, name: &str, seconds: f64) -> String {
@@ -50,7 +38,7 @@ pub fn ingest(lib: &TempLibrary, name: &str, seconds: f64) -> String {
     );
     let config =
         IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
-    let reports = ingest_batch(&[input], &config, &Quiet).unwrap();
+    let reports = ingest_batch(&[input], &config, &QuietObserver).unwrap();
     match &reports[0].result {
         Ok(outcome) => outcome.id().to_string(),
         Err(e) => panic!("ingest {name}: {e}"),

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::ControlHub;
 use super::protocol::ServerMessage;
@@ -63,8 +63,7 @@ pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
                 let mut tracks = Vec::new();
                 for id in &added {
                     if let Some(record) = catalog.get(id)? {
-                        let base = signer.media_base(id, SystemTime::now());
-                        tracks.push(Track::from_record(&record, &base));
+                        tracks.push(Track::for_client(&record, &signer));
                     }
                 }
                 Ok(tracks)

@@ -138,11 +138,6 @@ impl ControlHub {
         }
     }
 
-    /// Number of open connections.
-    pub fn connections(&self) -> usize {
-        lock(&self.peers).len()
-    }
-
     /// Asks every connection to close (1001) and refuses new ones.
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
