@@ -12,7 +12,8 @@
 #   apt-get install nginx wrk ffmpeg
 # Usage: bash benches/compare_nginx.sh [SECONDS_PER_RUN]   (default 15)
 # Env: SEGUE_BENCH_DIR (work dir, default /tmp/segue-bench-nginx), BENCH_TRACKS (default 8),
-#      BENCH_CONNECTIONS (default "64 256").
+#      BENCH_CONNECTIONS (default "64 256"), SEGUE_BIN (a segue binary to use instead of
+#      building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
@@ -24,8 +25,12 @@ for tool in "$nginx" wrk ffmpeg taskset curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install nginx wrk ffmpeg" >&2; exit 2; }
 done
 
-cargo build --release --quiet
-segue=$PWD/target/release/segue
+if [ -n "${SEGUE_BIN:-}" ]; then
+  segue=$SEGUE_BIN
+else
+  cargo build --release --quiet
+  segue=$PWD/target/release/segue
+fi
 mkdir -p "$work"
 
 # --- library: $tracks distinct 60 s tracks (a different tone each, so different ids) ----------

@@ -21,6 +21,8 @@ mod ranges;
 mod safety;
 #[path = "server_http/signing.rs"]
 mod signing;
+#[path = "server_http/zerocopy.rs"]
+mod zerocopy;
 
 use support::*;
 

@@ -10,27 +10,35 @@
 //! - **Floods.** At most [`ConnLimits::max_connections`] are served at once; one more is
 //!   answered `503` with `Retry-After` and closed at once, so the ones being served go on.
 //! - **Oversized heads** (over [`ConnLimits::max_head_bytes`]) get `431` from hyper.
+//! - **Zero-copy bodies.** Each connection has the [`Regions`] its responses registered, so a
+//!   cached segment goes out with `sendfile` ([`super::zerocopy`]).
 //! - **Graceful shutdown.** When `shutdown` completes the listener closes, idle keep-alive
 //!   connections are closed, and the requests in flight finish (hyper-util's GracefulShutdown).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use super::metrics::Metrics;
+use super::zerocopy::{FileRegion, Regions, Sent};
 
 pub use crate::config::ConnLimits;
 
@@ -80,13 +88,17 @@ pub async fn serve_connections(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        let io = TokioIo::new(TrackedStream::new(
-            tcp,
-            Arc::clone(&metrics),
-            limits.idle_timeout,
-        ));
+        let regions = Regions::default();
+        let io = TokioIo::new(
+            TrackedStream::new(tcp, Arc::clone(&metrics), limits.idle_timeout)
+                .sending_from(regions.clone()),
+        );
+        let service = ConnectionService {
+            router: service.clone(),
+            regions,
+        };
         let connection = builder
-            .serve_connection_with_upgrades(io, service.clone())
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -116,6 +128,35 @@ async fn refuse(mut tcp: TcpStream) {
     }
 }
 
+/// The router as one connection's service: hands each response's [`FileRegion`] to the
+/// connection's stream.
+#[derive(Clone)]
+struct ConnectionService {
+    router: TowerToHyperService<Router>,
+    regions: Regions,
+}
+
+/// What the router's service answers.
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: Request<Incoming>) -> Answer {
+        let answer = self.router.call(request);
+        let regions = self.regions.clone();
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if let Some(region) = response.extensions_mut().remove::<FileRegion>() {
+                regions.register(region);
+            }
+            Ok(response)
+        })
+    }
+}
+
 /// An accepted connection (see the module doc).
 #[derive(Debug)]
 pub struct TrackedStream {
@@ -123,6 +164,7 @@ pub struct TrackedStream {
     deadline: Pin<Box<Sleep>>,
     idle: Duration,
     metrics: Arc<Metrics>,
+    regions: Regions,
 }
 
 impl TrackedStream {
@@ -134,6 +176,53 @@ impl TrackedStream {
             deadline: Box::pin(tokio::time::sleep(idle)),
             idle,
             metrics,
+            regions: Regions::default(),
+        }
+    }
+
+    /// Sends body buffers that lie in `regions` from their files.
+    pub fn sending_from(mut self, regions: Regions) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Writes `bufs` through the connection's regions when one of them lies in a region:
+    /// `None` when none does (and nothing was written).
+    fn poll_write_regions(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.regions.is_empty() {
+            return None;
+        }
+        let socket = self.inner.as_raw_fd();
+        loop {
+            match self.inner.poll_write_ready(cx) {
+                Poll::Pending => return Some(self.pending(cx)),
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            let regions = &self.regions;
+            match self
+                .inner
+                .try_io(Interest::WRITABLE, || regions.write(socket, bufs))
+            {
+                Ok(None) => return None,
+                Ok(Some(sent)) => {
+                    if let Sent::FromFile(n) = sent {
+                        self.metrics.zero_copy_sent(n);
+                    }
+                    self.progressed();
+                    return Some(Poll::Ready(Ok(sent.count())));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Some(Poll::Ready(Err(e))),
+            }
         }
     }
 
@@ -188,6 +277,9 @@ impl AsyncWrite for TrackedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(poll) = this.poll_write_regions(cx, &[io::IoSlice::new(buf)]) {
+            return poll;
+        }
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.track(cx, poll)
     }
@@ -198,6 +290,9 @@ impl AsyncWrite for TrackedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(poll) = this.poll_write_regions(cx, bufs) {
+            return poll;
+        }
         let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.track(cx, poll)
     }

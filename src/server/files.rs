@@ -31,6 +31,7 @@ use super::http::encoding::Effort;
 use super::http::respond::Entity;
 use super::metrics::Metrics;
 use super::paths::MediaPath;
+use super::zerocopy::{FdBudget, MIN_ZERO_COPY_BYTES};
 
 /// Cache-Control of content-addressed files (everything inside a rendition directory).
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -78,6 +79,8 @@ pub struct FileStore {
     tracks: PathBuf,
     cache: Option<Cache<String, CachedFile, ByBytes>>,
     metrics: Arc<Metrics>,
+    /// Open descriptors cached segments may keep, to be sent without a copy; `None`: none.
+    fd_budget: Option<Arc<FdBudget>>,
 }
 
 impl FileStore {
@@ -96,7 +99,15 @@ impl FileStore {
             tracks,
             cache,
             metrics,
+            fd_budget: None,
         })
+    }
+
+    /// Lets immutable files of at least [`MIN_ZERO_COPY_BYTES`] keep their descriptor open,
+    /// within `budget`, so responses send them with `sendfile` ([`crate::server::zerocopy`]).
+    pub fn sending_files(mut self, budget: Arc<FdBudget>) -> Self {
+        self.fd_budget = Some(budget);
+        self
     }
 
     /// The file at `path` as an entity: from memory when possible, else from disk.
@@ -138,12 +149,19 @@ impl FileStore {
         } else {
             ENTRY_POINT
         };
+        let held = match &self.fd_budget {
+            Some(budget) if path.immutable && bytes.len() >= MIN_ZERO_COPY_BYTES => {
+                budget.hold(handle)
+            }
+            _ => None,
+        };
         let mut entity = Entity::new(
             path.kind.content_type(),
             cache_control,
             Bytes::from(bytes),
             meta.modified().ok(),
-        );
+        )
+        .sent_from(held);
         if path.kind.compressible() {
             entity = entity.compressible(Effort::Once);
         }

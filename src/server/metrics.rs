@@ -55,6 +55,7 @@ pub struct Metrics {
     control_connections: Gauge,
     control_messages: Counter,
     control_errors: Family<CodeLabels, Counter>,
+    zero_copy_bytes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,7 +115,11 @@ impl Metrics {
         r.register("segue_control_messages", help, control_messages.clone());
         let help = "Control messages answered with an error, by error code";
         r.register("segue_control_errors", help, control_errors.clone());
+        let zero_copy_bytes = Counter::default();
+        let help = "Response body bytes sent from files with sendfile, without a copy";
+        r.register("segue_zero_copy_bytes", help, zero_copy_bytes.clone());
         Metrics {
+            zero_copy_bytes,
             refused_connections,
             control_connections,
             control_messages,
@@ -128,6 +133,11 @@ impl Metrics {
             open_connections,
             connections,
         }
+    }
+
+    /// Counts body bytes sent from a file without a copy.
+    pub fn zero_copy_sent(&self, bytes: usize) {
+        self.zero_copy_bytes.inc_by(bytes as u64);
     }
 
     /// Counts a connection refused at the cap.

@@ -12,7 +12,8 @@
 //!
 //! Everything a handler sends as a body goes through [`http::respond`], which applies RFC 9110:
 //! validators and conditional requests, ranges, content codings. Handler errors are one
-//! [`ApiError`]. [`conn`] counts connections and closes idle ones.
+//! [`ApiError`]. [`conn`] counts connections and closes idle ones, and sends cached segments
+//! from their files without a copy ([`zerocopy`]).
 
 pub mod api;
 pub mod conn;
@@ -26,6 +27,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod zerocopy;
 
 use std::future::Future;
 use std::io;
@@ -53,6 +55,7 @@ use files::FileStore;
 use http::cors::Cors;
 use metrics::Metrics;
 use signing::Signer;
+use zerocopy::FdBudget;
 
 /// How often the catalog is checked for tracks added by a concurrent ingest.
 const LIBRARY_POLL: Duration = Duration::from_secs(1);
@@ -137,7 +140,11 @@ impl AppState {
         .map_err(|source| ServerError::Io {
             op: "open the tracks directory",
             source,
-        })?;
+        })?
+        // Beyond the connections: the catalog, files being read, ingest children, log files.
+        .sending_files(Arc::new(FdBudget::for_server(
+            config.conn_limits.max_connections + 1024,
+        )));
         let origin = HeaderValue::from_str(&config.cors_origin)
             .map_err(|_| ServerError::CorsOrigin(config.cors_origin.clone()))?;
         let shared = Shared {
@@ -231,7 +238,7 @@ pub fn app(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .layer(from_fn_with_state(cors, http::cors::cors))
+        .layer(from_fn_with_state(cors.clone(), http::cors::cors))
         .layer(from_fn_with_state(metrics, metrics::track))
         .layer(
             TraceLayer::new_for_http()
@@ -242,9 +249,15 @@ pub fn app(state: AppState) -> Router {
         return routes;
     }
     // The token check rewrites `/t/TOKEN/…` to the path after the token, so it must run before
-    // routing: it wraps the whole router rather than being one of its layers.
+    // routing: it wraps the whole router rather than being one of its layers. Its refusals
+    // carry the CORS headers too (the layer again around it; it only inserts headers, so the
+    // responses it already decorated are unchanged): without them a player on another origin
+    // gets an opaque network error instead of the 403, and cannot tell a stale URL from a
+    // broken network.
     let guarded = tower_layer::Layer::layer(&from_fn_with_state(signer, signing::guard), routes);
-    Router::new().fallback_service(guarded)
+    Router::new()
+        .fallback_service(guarded)
+        .layer(from_fn_with_state(cors, http::cors::cors))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting, lets the

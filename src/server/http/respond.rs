@@ -14,6 +14,7 @@ use bytes::Bytes;
 use super::conditional::{self, EntityTag, Precondition, Validators};
 use super::encoding::{self, Coding, Effort, Encodings};
 use super::range::{self, RangePlan};
+use crate::server::zerocopy::{FileRegion, HeldFile};
 
 /// A complete representation held in memory, with its metadata.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct Entity {
     pub body: Bytes,
     /// Compressed forms, for representations that may be compressed (text only).
     pub encodings: Option<Encodings>,
+    /// The open file `body` was read from, when the body may be sent from it without a copy.
+    pub file: Option<Arc<HeldFile>>,
     /// The identity ETag and the Last-Modified as field values, formatted once: every
     /// response of a hot segment sends them, so they are not re-formatted per request.
     etag_value: Option<HeaderValue>,
@@ -66,7 +69,14 @@ impl Entity {
             last_modified,
             body,
             encodings: None,
+            file: None,
         }
+    }
+
+    /// Notes that `body` is the content of `file` (see [`crate::server::zerocopy`]).
+    pub fn sent_from(mut self, file: Option<Arc<HeldFile>>) -> Self {
+        self.file = file;
+        self
     }
 
     /// Marks the entity as compressible with gzip and br, compressed with `effort`.
@@ -213,8 +223,21 @@ pub fn respond(
         _ => RangePlan::Full,
     };
     let len = body.len() as u64;
+    // A GET of the identity body, whole or one range, may be sent from the file.
+    let from_file = |mut response: Response| {
+        if let Some(file) = entity.file.as_ref().filter(|_| method == Method::GET)
+            && coding == Coding::Identity
+        {
+            let region = FileRegion {
+                bytes: entity.body.clone(),
+                file: Arc::clone(file),
+            };
+            response.extensions_mut().insert(region);
+        }
+        response
+    };
     match plan {
-        RangePlan::Full => response(StatusCode::OK, h, body),
+        RangePlan::Full => from_file(response(StatusCode::OK, h, body)),
         RangePlan::Unsatisfiable => {
             let mut h416 = HeaderMap::new();
             put(
@@ -227,7 +250,8 @@ pub fn respond(
         }
         RangePlan::Single(r) => {
             put(&mut h, header::CONTENT_RANGE, r.content_range(len));
-            response(StatusCode::PARTIAL_CONTENT, h, range::single_part(&body, r))
+            let part = range::single_part(&body, r);
+            from_file(response(StatusCode::PARTIAL_CONTENT, h, part))
         }
         RangePlan::Multiple(rs) => {
             // The content tag is hex, so it never meets the boundary's "segue-byteranges-"
