@@ -82,8 +82,15 @@ async fn missing_forged_expired_and_foreign_tokens_get_403() {
         format!("/t/garbage/media/{}/{rel}", fx.id),
         "/ws".to_string(),
     ] {
-        let resp = server.get(&target, &[]).await;
+        let resp = server
+            .get(&target, &[("Origin", "https://player.example")])
+            .await;
         assert_eq!(resp.status, 403, "{target}");
+        // Readable by a player on another origin, which can then tell it from a network error.
+        assert!(
+            resp.header("access-control-allow-origin").is_some(),
+            "{target}: 403 without CORS headers"
+        );
         let body = String::from_utf8_lossy(&resp.body);
         assert!(!body.contains(KEY) && !body.contains("/tmp"), "{body}");
     }
