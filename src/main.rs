@@ -36,10 +36,25 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: the library's error messages already
+/// include their source, which anyhow's `{:#}` would print a second time.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -50,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let layout = LibraryLayout::new(&args.library);
             layout
                 .create()
+                .and_then(|()| layout.ensure_writable())
                 .with_context(|| format!("library {}", args.library.display()))?;
             let mut catalog = Catalog::open(&layout)?;
             let report = catalog.rebuild()?;
@@ -184,7 +200,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let layout = LibraryLayout::new(&args.library.library);
     layout.create()?;
-    let catalog = Catalog::open(&layout)?;
+    let catalog = Catalog::open_readable(&layout)?;
     let page = catalog.search(&args.query.join(" "), 0, 10_000)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&page.tracks)?);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{QuietObserver, TempLibrary, make_input};
+use common::{QuietObserver, TempLibrary, assert_consistent, entries, make_input};
 use segue::catalog::Catalog;
 use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig, WorkerConfig};
 use segue::ingest::batch::ingest_batch;
@@ -22,16 +22,6 @@ fn config(lib: &TempLibrary, memory_bytes: Option<u64>) -> IngestConfig {
         memory_bytes,
     });
     config
-}
-
-fn entries(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -102,35 +92,6 @@ fn workers_write_the_same_bytes_as_an_in_process_ingest() {
             assert_eq!(bytes(&a), bytes(&b), "{}", rel.display());
         }
     }
-}
-
-/// The library is consistent: every track directory is complete (its record lists files that
-/// all exist), the catalog indexes exactly the track directories, and nothing else is visible.
-fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
-    let layout = lib.layout();
-    let dirs = entries(&layout.tracks_dir());
-    for id in &dirs {
-        let record = lib.record(id);
-        for r in &record.renditions {
-            let dir = layout.track_dir(id).join(&r.dir);
-            assert!(dir.join(&r.init).is_file(), "{id}: {} missing", r.init);
-            for i in 0..r.segment_sizes.len() {
-                let name = segue::catalog::RenditionRecord::segment_name(i);
-                assert!(dir.join(&name).is_file(), "{id}: {name} missing");
-            }
-        }
-        assert!(layout.track_dir(id).join(&record.hls_master).is_file());
-    }
-    // Opening the catalog reconciles it; afterwards it lists exactly the directories.
-    layout.create().unwrap();
-    let catalog = Catalog::open(&layout).unwrap();
-    let indexed: BTreeSet<String> = catalog.ids().unwrap().into_iter().collect();
-    assert_eq!(indexed, dirs, "catalog and track directories differ");
-    assert!(
-        entries(&layout.staging_dir()).is_empty(),
-        "staging left behind"
-    );
-    dirs
 }
 
 #[test]

@@ -103,10 +103,14 @@ pub fn ingest_batch(
     observer: &dyn BatchObserver,
 ) -> Result<Vec<FileReport>, BatchError> {
     let layout = LibraryLayout::new(&config.library);
-    layout.create().map_err(|source| BatchError::Library {
-        path: config.library.clone(),
-        source,
-    })?;
+    // Up front, so a read-only library fails once, clearly, before any work or change.
+    layout
+        .create()
+        .and_then(|()| layout.ensure_writable())
+        .map_err(|source| BatchError::Library {
+            path: config.library.clone(),
+            source,
+        })?;
     let catalog = Mutex::new(Catalog::open(&layout)?);
     let files = expand_inputs(inputs);
     observer.planned(&files);
@@ -153,10 +157,11 @@ fn ingest_one(
         )))
     });
     drop(progress);
-    // Index the track; a failure here is repaired by the next reconcile, the files are safe.
-    let result = result.inspect(|outcome| {
+    // Index the track. A failure (a full disk) leaves complete files that the next reconcile
+    // indexes, but a running server does not list the track until then: the file fails.
+    let result = result.and_then(|outcome| {
         let mut catalog = catalog.lock().unwrap_or_else(|p| p.into_inner());
-        let indexed = match outcome {
+        let indexed = match &outcome {
             IngestOutcome::Ingested(record) => catalog.upsert(record),
             // Already on disk: index it only if an earlier run died before indexing.
             IngestOutcome::AlreadyPresent(id) => match catalog.get(id) {
@@ -164,8 +169,12 @@ fn ingest_one(
                 _ => catalog.reconcile().map(|_| ()),
             },
         };
-        if let Err(e) = indexed {
-            tracing::warn!(file = %file.display(), error = %e, "track written but not indexed; the next reconcile indexes it");
+        match indexed {
+            Ok(()) => Ok(outcome),
+            Err(source) => Err(IngestError::Index {
+                id: outcome.id().to_string(),
+                source,
+            }),
         }
     });
     FileReport {

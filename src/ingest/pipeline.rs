@@ -31,7 +31,8 @@ const WAVEFORM_TARGET: usize = 2000;
 /// Chunks in flight per consumer thread (bounds memory).
 const CHANNEL_DEPTH: usize = 8;
 
-/// Why one file could not be ingested. The file is left out of the library; other files go on.
+/// Why one file could not be ingested. The file is left out of the library (but for
+/// [`IngestError::Index`]); other files go on.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// Reading the source failed.
@@ -61,6 +62,22 @@ pub enum IngestError {
     /// The worker process that ingested the file failed or died; the message says how.
     #[error("{0}")]
     Worker(String),
+    /// A stage stopped because another stage of the same file failed first (its input or its
+    /// consumer went away); that other failure is the one reported, never this.
+    #[error("internal error: {0} stopped early")]
+    Stopped(&'static str),
+    /// The track was written into the library but the catalog could not index it (a full
+    /// disk, say); the files are complete and the next ingest or `segue reindex` indexes them.
+    #[error(
+        "track {id} was written but not indexed: {source}; the next ingest or `segue reindex` indexes it"
+    )]
+    Index {
+        /// The track id.
+        id: String,
+        /// Why the catalog refused it.
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
     /// An internal invariant broke (a bug): reported for this file instead of aborting.
     #[error("internal error: {0}")]
     Internal(String),
@@ -183,10 +200,18 @@ pub fn ingest_file(
         }
         drop(senders);
         let renditions: Vec<_> = handles.into_iter().map(join).collect();
-        let analysis = join(analysis);
-        let valid = fed?;
-        let (loudness, waveform, analyze_cpu) = analysis?;
-        let renditions = renditions.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut errors = Vec::new();
+        let valid = fed.map_err(|e| errors.push(e)).ok();
+        let analysis = join(analysis).map_err(|e| errors.push(e)).ok();
+        let renditions: Vec<_> = renditions
+            .into_iter()
+            .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
+            .collect();
+        let (Some(valid), Some((loudness, waveform, analyze_cpu)), true) =
+            (valid, analysis, errors.is_empty())
+        else {
+            return Err(root_cause(errors));
+        };
         tracing::debug!(
             file = %path.display(),
             decode_resample_cpu_s = feed_cpu,
@@ -306,6 +331,21 @@ pub fn ingest_file(
     }
 }
 
+/// The error to report when stages of one file failed: the first that is a cause, not a stage
+/// that stopped because another failed ([`IngestError::Stopped`]); in stage order (decode,
+/// analysis, renditions) for a stable message.
+fn root_cause(mut errors: Vec<IngestError>) -> IngestError {
+    if errors.is_empty() {
+        // Unreachable by construction (a stage without a result always leaves its error).
+        return IngestError::Internal("a pipeline stage failed without an error".into());
+    }
+    let cause = errors
+        .iter()
+        .position(|e| !matches!(e, IngestError::Stopped(_)))
+        .unwrap_or(0);
+    errors.swap_remove(cause)
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -347,11 +387,11 @@ fn feed(
         let ints = Arc::new(ints);
         for tx in encoders {
             tx.send(Message::Pcm(ints.clone()))
-                .map_err(|_| IngestError::Internal("an encoder thread stopped early".into()))?;
+                .map_err(|_| IngestError::Stopped("an encoder thread"))?;
         }
         analysis
             .send(Some(Arc::new(pcm)))
-            .map_err(|_| IngestError::Internal("the analysis thread stopped early".into()))
+            .map_err(|_| IngestError::Stopped("the analysis thread"))
     };
     while let Some(chunk) = decoder.next_chunk()? {
         let out = match resampler.as_mut() {

@@ -105,7 +105,7 @@ pub(crate) fn encode_rendition(
             Ok(Message::Pcm(pcm)) => encoder.encode(&pcm, |au| w.accept(au))?,
             Ok(Message::End { valid }) => break valid,
             // The feeder stopped without an end marker: the file failed and it reports why.
-            Err(_) => return Err(IngestError::Internal("input ended early".into())),
+            Err(_) => return Err(IngestError::Stopped("the input of an encoder")),
         }
         w.check()?;
     };

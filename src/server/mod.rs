@@ -130,7 +130,7 @@ impl AppState {
             source,
         };
         layout.create().map_err(library_error)?;
-        let catalog = Catalog::open(&layout)?;
+        let catalog = Catalog::open_readable(&layout)?;
         let metrics = Arc::new(Metrics::new());
         let files = FileStore::new(
             &layout.tracks_dir(),

@@ -28,6 +28,16 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// A library directory cannot be written: a read-only mount, or no permission. Checked
+    /// before any work, so a command that must write fails up front and changes nothing.
+    #[error("{path} is not writable ({source}); this command must write to the library")]
+    NotWritable {
+        /// The directory or file that cannot be written.
+        path: PathBuf,
+        /// The OS error (`EROFS`, `EACCES`...).
+        #[source]
+        source: io::Error,
+    },
     /// The track is already in the library (another ingest finished it first).
     #[error("track {0} already exists in the library")]
     AlreadyExists(String),
@@ -57,6 +67,29 @@ impl LibraryLayout {
         }
         self.sweep_staging();
         Ok(())
+    }
+
+    /// Fails with [`StoreError::NotWritable`] unless this process may write the library root,
+    /// the tracks and staging directories and the catalog file (when they exist).
+    pub fn ensure_writable(&self) -> Result<(), StoreError> {
+        let paths = [
+            self.root.clone(),
+            self.tracks_dir(),
+            self.staging_dir(),
+            self.catalog_path(),
+        ];
+        for path in paths.iter().filter(|p| p.exists()) {
+            may_write(path).map_err(|source| StoreError::NotWritable {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`LibraryLayout::ensure_writable`] passes.
+    pub fn is_writable(&self) -> bool {
+        self.ensure_writable().is_ok()
     }
 
     /// The library root.
@@ -143,6 +176,20 @@ impl LibraryLayout {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
+    }
+}
+
+/// Whether this process may write `path`, as the kernel decides it (`access(2)` with `W_OK`:
+/// a read-only mount gives `EROFS` even to root, unlike the permission bits).
+fn may_write(path: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: access reads the NUL-terminated path we own and changes nothing.
+    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -2,6 +2,7 @@
 //! music-like signal), a temp library, and ffmpeg/ffprobe wrappers.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -308,4 +309,49 @@ impl RawResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// The names in `dir` (none if it does not exist).
+pub fn entries(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that the library is consistent and returns its track ids: every track directory is
+/// complete (each file its record lists exists, media at the recorded size), no staging is left,
+/// and the catalog, once opened (which reconciles it), lists exactly the track directories.
+pub fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
+    let layout = lib.layout();
+    let dirs = entries(&layout.tracks_dir());
+    for id in &dirs {
+        let record = lib.record(id);
+        let track = layout.track_dir(id);
+        for r in &record.renditions {
+            let dir = track.join(&r.dir);
+            let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).ok();
+            assert_eq!(size(&r.init), Some(r.init_bytes), "{id}: {}", r.init);
+            assert!(size(&r.playlist).is_some(), "{id}: {} missing", r.playlist);
+            for (i, &bytes) in r.segment_sizes.iter().enumerate() {
+                let name = segue::catalog::RenditionRecord::segment_name(i);
+                assert_eq!(size(&name), Some(bytes), "{id}: {}/{name}", r.dir);
+            }
+        }
+        for name in [&record.hls_master, &record.dash_mpd, &record.waveform] {
+            assert!(track.join(name).is_file(), "{id}: {name} missing");
+        }
+    }
+    layout.create().unwrap();
+    let catalog = segue::catalog::Catalog::open(&layout).unwrap();
+    let indexed: BTreeSet<String> = catalog.ids().unwrap().into_iter().collect();
+    assert_eq!(indexed, dirs, "catalog and track directories differ");
+    assert!(
+        entries(&layout.staging_dir()).is_empty(),
+        "staging left behind"
+    );
+    dirs
 }

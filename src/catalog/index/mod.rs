@@ -13,7 +13,9 @@ use std::{fs, io};
 
 use rusqlite::TransactionBehavior::Immediate;
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params_from_iter};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params_from_iter,
+};
 
 use crate::catalog::model::TrackRecord;
 use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
@@ -66,13 +68,16 @@ const ORDER: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// A SQLite operation on the catalog database failed.
-    #[error("catalog {path}: {source}")]
+    #[error("catalog {path}: {source}{}", os_cause(.os))]
     Sqlite {
         /// Path of the catalog database.
         path: PathBuf,
         /// The SQLite error.
         #[source]
         source: rusqlite::Error,
+        /// The operating system's error behind an I/O failure (a full disk...), which SQLite's
+        /// own message ("disk I/O error") does not name.
+        os: Option<io::Error>,
     },
     /// A library directory operation failed.
     #[error(transparent)]
@@ -127,8 +132,41 @@ impl<T> At<T> for rusqlite::Result<T> {
         self.map_err(|source| CatalogError::Sqlite {
             path: path.into(),
             source,
+            os: None,
         })
     }
+}
+
+/// Adds to a SQLite failure of `conn` the operating system's error behind it, which SQLite's
+/// message ("disk I/O error", "database or disk is full") does not name.
+fn with_os_cause(conn: &Connection, error: CatalogError) -> CatalogError {
+    let CatalogError::Sqlite {
+        path,
+        source,
+        os: None,
+    } = error
+    else {
+        return error;
+    };
+    let os = match source.sqlite_error_code() {
+        // SQLite keeps the OS error of these two (sqlite3_system_errno).
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => {
+            // SAFETY: the handle only goes to sqlite3_system_errno, which reads the OS error
+            // of the connection's last I/O failure; the connection is borrowed, so it is open.
+            let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+            (errno != 0).then(|| io::Error::from_raw_os_error(errno))
+        }
+        // Not this one; its unix VFS returns it for ENOSPC (or a short write, which is how a
+        // full disk ends a write), and no page-count limit is set here.
+        Some(ErrorCode::DiskFull) => Some(io::Error::from_raw_os_error(libc::ENOSPC)),
+        _ => None,
+    };
+    CatalogError::Sqlite { path, source, os }
+}
+
+/// ` (OS error)` after a SQLite message, or nothing.
+fn os_cause(os: &Option<io::Error>) -> String {
+    os.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
 }
 
 impl Catalog {
@@ -156,8 +194,16 @@ impl Catalog {
 
     fn connect(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
         let path = layout.catalog_path();
-        let mut conn = Connection::open(&path).at(&path)?;
-        let fts = setup(&mut conn, allow_fts).at(&path)?;
+        let conn = Connection::open(&path).at(&path)?;
+        Self::index(conn, layout, allow_fts)
+    }
+
+    /// Makes `conn` the reconciled index of `layout` (schema, then reconcile).
+    fn index(mut conn: Connection, layout: &LibraryLayout, allow_fts: bool) -> Res<Self> {
+        let path = layout.catalog_path();
+        let fts = setup(&mut conn, allow_fts)
+            .at(&path)
+            .map_err(|e| with_os_cause(&conn, e))?;
         let mut catalog = Catalog {
             conn,
             layout: layout.clone(),
@@ -166,6 +212,68 @@ impl Catalog {
         };
         catalog.reconcile()?;
         Ok(catalog)
+    }
+
+    /// Opens the catalog of a reader (`segue serve`, `segue list`): [`Catalog::open`] when the
+    /// library can be written and that works; otherwise (a read-only mount, a full disk) without
+    /// writing a byte, for an origin must serve whatever its storage allows. The database file
+    /// is then opened read-only, or as immutable when SQLite cannot read it so (a WAL database
+    /// whose `-shm` file is absent and cannot be created); if that fails, or its index does not
+    /// list exactly the track directories, an index is built in memory from the track
+    /// directories (the truth). Such a catalog shows the library as it was when opened, unless
+    /// a writer elsewhere keeps the WAL files present.
+    pub fn open_readable(layout: &LibraryLayout) -> Result<Self, CatalogError> {
+        if layout.is_writable() {
+            match Self::open(layout) {
+                Ok(catalog) => return Ok(catalog),
+                Err(e) => tracing::warn!(error = %e, "catalog not writable; reading it as is"),
+            }
+        }
+        match Self::connect_read_only(layout) {
+            Ok(Some(catalog)) if catalog.lists_exactly(&layout.track_ids()?)? => {
+                return Ok(catalog);
+            }
+            Ok(_) => tracing::warn!("the read-only catalog is out of date (schema or tracks)"),
+            Err(e) => tracing::warn!(error = %e, "the read-only catalog cannot be read"),
+        }
+        tracing::warn!("indexing the track directories in memory, without writing");
+        let path = layout.catalog_path();
+        Self::index(Connection::open_in_memory().at(&path)?, layout, true)
+    }
+
+    /// Opens the database file without writing: `mode=ro`, else `immutable=1`; `None` if its
+    /// schema is not the current one.
+    fn connect_read_only(layout: &LibraryLayout) -> Res<Option<Self>> {
+        let path = layout.catalog_path();
+        let uri = sqlite_uri(&path).map_err(io_err("resolve", &path))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |query: &str| {
+            let conn = Connection::open_with_flags(format!("{uri}?{query}"), flags)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let version = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
+            Ok((conn, version))
+        };
+        let (conn, version) = open("mode=ro").or_else(|_| open("immutable=1")).at(&path)?;
+        let fts = match version {
+            v if v == stamp(true) => true,
+            v if v == stamp(false) => false,
+            _ => return Ok(None),
+        };
+        let layout = layout.clone();
+        Ok(Some(Catalog {
+            conn,
+            layout,
+            path,
+            fts,
+        }))
+    }
+
+    /// Whether the index holds exactly the tracks `ids`.
+    fn lists_exactly(&self, ids: &[String]) -> Res<bool> {
+        let indexed: HashSet<String> = self.ids()?.into_iter().collect();
+        Ok(indexed.len() == ids.len() && ids.iter().all(|id| indexed.contains(id)))
     }
 
     /// Brings the index in line with the track directories: indexes every `tracks/<id>/track.json` missing from the index (or whose JSON differs), deletes rows whose directory is gone. One transaction.
@@ -276,18 +384,23 @@ impl Catalog {
 
     /// Runs `f` on the connection, attaching the database path to its error.
     fn run<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Res<T> {
-        f(&self.conn).at(&self.path)
+        f(&self.conn)
+            .at(&self.path)
+            .map_err(|e| with_os_cause(&self.conn, e))
     }
 
     /// Runs `f` in one immediate (write-locking) transaction and commits it.
     fn write<T>(&mut self, f: impl FnOnce(&Connection, &LibraryLayout, &Path) -> Res<T>) -> Res<T> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(Immediate)
-            .at(&self.path)?;
-        let out = f(&tx, &self.layout, &self.path)?;
-        tx.commit().at(&self.path)?;
-        Ok(out)
+        let (conn, path) = (&self.conn, self.path.as_path());
+        let run = || {
+            // `&mut self` already makes this the only transaction on the connection; the
+            // shared borrow lets a failure read the connection's OS error.
+            let tx = Transaction::new_unchecked(conn, Immediate).at(path)?;
+            let out = f(&tx, &self.layout, path)?;
+            tx.commit().at(path)?;
+            Ok(out)
+        };
+        run().map_err(|e| with_os_cause(conn, e))
     }
 }
 
@@ -397,6 +510,22 @@ fn move_aside(path: &Path, why: &rusqlite::Error) -> Result<(), CatalogError> {
         }
     }
     Ok(())
+}
+
+/// The `file:` URI of a database path (RFC 3986 percent-encoding of what SQLite's URI parser
+/// treats specially), absolute so no path can read as an authority.
+fn sqlite_uri(path: &Path) -> io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path)?;
+    let mut uri = String::from("file://");
+    for &b in absolute.as_os_str().as_bytes() {
+        match b {
+            b'/' | b'-' | b'.' | b'_' | b'~' => uri.push(char::from(b)),
+            b if b.is_ascii_alphanumeric() => uri.push(char::from(b)),
+            b => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    Ok(uri)
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CatalogError {

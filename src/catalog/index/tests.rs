@@ -156,3 +156,23 @@ fn reader_sees_writer_upsert() {
     );
     assert_eq!(reader.len().unwrap(), 1);
 }
+
+#[test]
+fn read_only_open_finds_a_database_whatever_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Characters that SQLite's URI parser gives a meaning to, or that need escaping.
+    let layout = LibraryLayout::new(tmp.path().join("we?ird #lib%20 ü"));
+    layout.create().unwrap();
+    write_dir(
+        &layout,
+        "a1",
+        &serde_json::to_vec(&record("a1", "One", "X", "Y")).unwrap(),
+    );
+    drop(Catalog::open(&layout).unwrap());
+    let read = Catalog::connect_read_only(&layout).unwrap().unwrap();
+    assert_eq!(hits(&read, "one", 0, 9), "a1 /1");
+    assert!(read.lists_exactly(&["a1".to_string()]).unwrap());
+    assert!(!read.lists_exactly(&[]).unwrap());
+    let uri = sqlite_uri(Path::new("rel/a b?#%.sqlite")).unwrap();
+    assert!(uri.starts_with("file:///") && uri.ends_with("/rel/a%20b%3F%23%25.sqlite"));
+}
