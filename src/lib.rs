@@ -17,10 +17,8 @@
 //! - [`store`] the library directory: layout and atomic staging of tracks.
 //! - [`report`] how `segue ingest` reports progress and results (terminal bars, JSON lines).
 //! - [`server`] the origin server (`segue serve`): media files, catalog JSON, metrics over HTTP.
-//! - [`allocator`] the binary's memory allocator (mimalloc; the system's in ingest workers).
 #![warn(missing_docs)]
 
-pub mod allocator;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -12,9 +12,6 @@ use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
 use segue::store::LibraryLayout;
 
-#[global_allocator]
-static ALLOCATOR: segue::allocator::ChosenAllocator = segue::allocator::ChosenAllocator;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server's access log is on by default; the other commands only warn.

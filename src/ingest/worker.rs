@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
-use crate::allocator::ALLOCATOR_ENV;
 use crate::config::IngestConfig;
 use crate::store::LibraryLayout;
 
@@ -80,8 +79,6 @@ pub fn ingest_in_worker(
         .arg(file)
         .env("RUST_LOG", "error")
         .env(PARENT_ENV, std::process::id().to_string())
-        // Its memory cap is an address-space limit: see crate::allocator.
-        .env(ALLOCATOR_ENV, "system")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
