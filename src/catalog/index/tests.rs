@@ -1,4 +1,5 @@
 //! Tests of the catalog index against real track directories.
+use super::read_only::sqlite_uri;
 use super::*;
 
 fn record(id: &str, title: &str, artist: &str, album: &str) -> TrackRecord {
