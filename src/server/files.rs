@@ -6,6 +6,8 @@
 //! every request and reloaded when their size, mtime or inode changed. Both kinds share one
 //! cache bounded in bytes (`--cache-mib`; quick_cache's CLOCK-Pro-like eviction keeps the hot
 //! ones), which also keeps the compressed forms of playlists and MPDs so each is compressed once.
+//! A cached segment also keeps its file open (within an [`FdBudget`]), so responses can send it
+//! with `sendfile` ([`super::zerocopy`]).
 //!
 //! Entity tags are a hash of the content, computed when a file is loaded: unlike size+mtime+inode
 //! they stay the same across restarts, re-copies of the library and several origins behind one
