@@ -348,6 +348,9 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// Longest wait for requests in flight at shutdown.
     pub drain_timeout: Duration,
+    /// Threads serving connections, each with its own runtime (`server::workers`); 0 for one
+    /// per core this process may use.
+    pub threads: usize,
 }
 
 impl Default for ConnLimits {
@@ -358,6 +361,7 @@ impl Default for ConnLimits {
             max_head_bytes: 16 * 1024,
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            threads: 0,
         }
     }
 }

@@ -2,11 +2,10 @@
 //! the Prometheus project's own Rust client: it gets the exposition format (names, escaping,
 //! `# EOF`) right, and costs three small dependencies besides its derive macro.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,7 +23,7 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// The route template, e.g. `/media/{track_id}/{*path}`, so ids do not explode the series.
-    route: String,
+    route: &'static str,
     /// The response status code.
     status: u16,
 }
@@ -32,7 +31,7 @@ struct RequestLabels {
 /// Labels of bytes sent.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: &'static str,
 }
 
 /// Labels of control-channel errors.
@@ -197,32 +196,43 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts each request by route and status, and the body bytes sent.
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_string();
-    let head = request.method() == Method::HEAD;
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    // Every body here is a complete buffer, so its exact size is known up front.
-    let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
-    if let (Some(bytes), false) = (bytes, head) {
-        metrics
-            .body_bytes
-            .get_or_create(&RouteLabels { route })
-            .inc_by(bytes);
+/// The route label of a request: its route template, as a `&'static str` so that counting a
+/// request allocates nothing. The templates are the router's few fixed strings; each is leaked
+/// once, the first time it is seen.
+pub fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    static SEEN: RwLock<Vec<&'static str>> = RwLock::new(Vec::new());
+    let Some(route) = matched.map(MatchedPath::as_str) else {
+        return UNMATCHED;
+    };
+    let known = |seen: &[&'static str]| seen.iter().copied().find(|s| *s == route);
+    // A poisoned lock only means a panic elsewhere while holding it; the list is still valid.
+    if let Some(label) = known(&SEEN.read().unwrap_or_else(PoisonError::into_inner)) {
+        return label;
     }
-    response
+    let mut seen = SEEN.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(label) = known(&seen) {
+        return label;
+    }
+    let label: &'static str = Box::leak(route.into());
+    seen.push(label);
+    label
+}
+
+impl Metrics {
+    /// Counts one response by route and status, and its body bytes (none for HEAD).
+    pub fn record_request(&self, route: &'static str, response: &Response, head: bool) {
+        let status = response.status().as_u16();
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        // Every body here is a complete buffer, so its exact size is known up front.
+        let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
+        if let (Some(bytes), false) = (bytes, head) {
+            self.body_bytes
+                .get_or_create(&RouteLabels { route })
+                .inc_by(bytes);
+        }
+    }
 }
 
 /// `GET /metrics`.
@@ -253,7 +263,7 @@ mod tests {
         m.connection_opened();
         m.requests
             .get_or_create(&RequestLabels {
-                route: "/healthz".into(),
+                route: "/healthz",
                 status: 200,
             })
             .inc();

@@ -41,7 +41,8 @@ impl Cors {
         Cors { allow_origin }
     }
 
-    fn decorate(&self, headers: &mut HeaderMap) {
+    /// Adds the CORS headers of a response that is not a preflight.
+    pub fn decorate(&self, headers: &mut HeaderMap) {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             self.allow_origin.clone(),
@@ -55,7 +56,8 @@ impl Cors {
         headers.insert(TIMING_ALLOW_ORIGIN, self.allow_origin.clone());
     }
 
-    fn preflight(&self) -> Response {
+    /// The answer to a preflight (any OPTIONS request).
+    pub fn preflight(&self) -> Response {
         let mut response = StatusCode::NO_CONTENT.into_response();
         let headers = response.headers_mut();
         headers.insert(
