@@ -11,6 +11,8 @@ mod support;
 mod abuse;
 #[path = "server_http/caching.rs"]
 mod caching;
+#[path = "server_http/hot.rs"]
+mod hot;
 #[path = "server_http/operations.rs"]
 mod operations;
 #[path = "server_http/prefetch.rs"]

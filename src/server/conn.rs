@@ -37,6 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::hot::HotPath;
 use super::metrics::Metrics;
 use super::workers::{Handler, Workers};
 use super::zerocopy::{FileRegion, Regions, Sent};
@@ -52,6 +53,7 @@ Content-Type: application/json\r\nContent-Length: 58\r\nConnection: close\r\n\r\
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
+    hot: Option<HotPath>,
     limits: ConnLimits,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send,
@@ -72,6 +74,7 @@ pub async fn serve_connections(
     let connections = Arc::new(Connections {
         builder: builder.http1_only(),
         service: TowerToHyperService::new(app),
+        hot: hot.map(Arc::new),
         metrics: Arc::clone(&metrics),
         idle_timeout: limits.idle_timeout,
     });
@@ -145,6 +148,7 @@ struct Accepted {
 struct Connections {
     builder: auto::Builder<TokioExecutor>,
     service: TowerToHyperService<Router>,
+    hot: Option<Arc<HotPath>>,
     metrics: Arc<Metrics>,
     idle_timeout: Duration,
 }
@@ -162,6 +166,7 @@ impl Connections {
         );
         let service = ConnectionService {
             router: self.service.clone(),
+            hot: self.hot.clone(),
             regions,
         };
         let connection = self
@@ -189,16 +194,38 @@ async fn refuse(mut tcp: TcpStream) {
     }
 }
 
-/// The router as one connection's service: hands each response's [`FileRegion`] to the
-/// connection's stream.
+/// The router as one connection's service, after the [`HotPath`]: hands each response's
+/// [`FileRegion`] to the connection's stream.
 #[derive(Clone)]
 struct ConnectionService {
     router: TowerToHyperService<Router>,
+    hot: Option<Arc<HotPath>>,
     regions: Regions,
 }
 
 /// What the router's service answers.
-type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Routed = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// The future of [`ConnectionService`]: an answer from the hot path, or the router's.
+enum Answer {
+    Hot(Option<Response<Body>>),
+    Routed(Routed),
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            // Polling a completed future breaks the Future contract (hyper never does).
+            Answer::Hot(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("Answer polled after completion"),
+            },
+            Answer::Routed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
@@ -206,15 +233,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Future = Answer;
 
     fn call(&self, request: Request<Incoming>) -> Answer {
+        if let Some(mut response) = self.hot.as_ref().and_then(|hot| hot.answer(&request)) {
+            if let Some(region) = response.extensions_mut().remove::<FileRegion>() {
+                self.regions.register(region);
+            }
+            return Answer::Hot(Some(response));
+        }
         let answer = self.router.call(request);
         let regions = self.regions.clone();
-        Box::pin(async move {
+        Answer::Routed(Box::pin(async move {
             let mut response = answer.await?;
             if let Some(region) = response.extensions_mut().remove::<FileRegion>() {
                 regions.register(region);
             }
             Ok(response)
-        })
+        }))
     }
 }
 

@@ -112,13 +112,20 @@ impl FileStore {
         self
     }
 
+    /// The file at `path` from memory, if it is immutable and cached (counted as a hit).
+    pub fn cached(&self, path: &MediaPath) -> Option<Arc<Entity>> {
+        if !path.immutable {
+            return None;
+        }
+        let hit = self.cache.as_ref()?.get(&path.key())?;
+        self.metrics.cache_hit();
+        Some(hit.entity)
+    }
+
     /// The file at `path` as an entity: from memory when possible, else from disk.
     pub async fn load(self: &Arc<Self>, path: MediaPath) -> Result<Arc<Entity>, ApiError> {
-        if path.immutable
-            && let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&path.key()))
-        {
-            self.metrics.cache_hit();
-            return Ok(hit.entity);
+        if let Some(entity) = self.cached(&path) {
+            return Ok(entity);
         }
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || store.load_blocking(&path))

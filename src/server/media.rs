@@ -4,8 +4,7 @@
 use std::time::SystemTime;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::{Path, Request, State};
 use axum::response::Response;
 
 use super::AppState;
@@ -16,9 +15,9 @@ use super::paths::MediaPath;
 /// `GET /media/{track_id}/{*path}`; anything refused or missing is the same 404.
 pub async fn media(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
+    // The request itself rather than `Method` and `HeaderMap` extractors, which copy them.
+    request: Request,
 ) -> Result<Response, ApiError> {
     // A rejection here is a path that is not UTF-8 once decoded: nothing we could serve.
     let Ok(Path((track_id, rest))) = path else {
@@ -26,13 +25,8 @@ pub async fn media(
     };
     let path = MediaPath::parse(&track_id, &rest).ok_or(ApiError::NotFound)?;
     let entity = state.files().load(path).await?;
-    let coding = select_coding(&headers, &entity);
+    let (method, headers) = (request.method(), request.headers());
+    let coding = select_coding(headers, &entity);
     prepare(&entity, coding).await;
-    Ok(respond(
-        &method,
-        &headers,
-        &entity,
-        coding,
-        SystemTime::now(),
-    ))
+    Ok(respond(method, headers, &entity, coding, SystemTime::now()))
 }
