@@ -6,17 +6,19 @@
 # URL shape (/media/{track_id}/{rendition}/{n}.m4s), at 64 and 256 connections, for a fixed
 # duration each. Both servers are pinned to the same 2 cores; wrk gets other cores when the
 # machine has them and shares those 2 otherwise (said in the output). Neither server writes an
-# access log. Prints a table: requests/s, p99 latency, ratio segue/nginx.
+# access log. Prints a table of medians over the rounds: requests/s, p99 latency, ratio segue/nginx.
 #
 # A benchmark, not a test: .ci/run does not run it. Needs nginx, wrk and ffmpeg:
 #   apt-get install nginx wrk ffmpeg
 # Usage: bash benches/compare_nginx.sh [SECONDS_PER_RUN]   (default 15)
 # Env: SEGUE_BENCH_DIR (work dir, default /tmp/segue-bench-nginx), BENCH_TRACKS (default 8),
+#      BENCH_ROUNDS (rounds alternating the two servers, default 3; the table gives medians),
 #      BENCH_CONNECTIONS (default "64 256"), SEGUE_BIN (a segue binary to use instead of
 #      building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
+rounds=${BENCH_ROUNDS:-3}
 work=${SEGUE_BENCH_DIR:-/tmp/segue-bench-nginx}
 tracks=${BENCH_TRACKS:-8}
 connections=${BENCH_CONNECTIONS:-64 256}
@@ -126,27 +128,37 @@ run_wrk "$segue_url" 64 5 >/dev/null
 run_wrk "$nginx_url" 64 5 >/dev/null
 
 : >"$work/results.txt"
-for c in $connections; do
-  for server in segue nginx; do
-    url=$segue_url; [ "$server" = nginx ] && url=$nginx_url
-    line=$(run_wrk "$url" "$c" "$seconds")
-    echo "$server $c $line" | tee -a "$work/results.txt" >&2
+# Shared machines drift (other tenants, CPU steal): rounds alternate the two servers (and which
+# goes first), so drift hits both alike, and the table gives medians over the rounds.
+for round in $(seq "$rounds"); do
+  order="segue nginx"; [ $((round % 2)) = 0 ] && order="nginx segue"
+  for c in $connections; do
+    for server in $order; do
+      url=$segue_url; [ "$server" = nginx ] && url=$nginx_url
+      line=$(run_wrk "$url" "$c" "$seconds")
+      echo "$server $c $line" | tee -a "$work/results.txt" >&2
+    done
   done
 done
 
 echo
-echo "wrk, ${seconds} s per run, $wrk_threads threads, rotating over $(wc -l <"$work/paths.txt") segments:"
+echo "wrk, $rounds rounds of ${seconds} s per server and connection count, $wrk_threads threads, rotating over $(wc -l <"$work/paths.txt") segments; medians (the ratio: of the rounds' ratios):"
 python3 - "$work/results.txt" <<'PY'
-import re, sys
+import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     server, conns, rest = line.split(" ", 2)
-    rows[(server, int(conns))] = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", rest)}
-print("| connections | segue req/s | nginx req/s | ratio segue/nginx | segue p99 ms | nginx p99 ms | errors (segue/nginx) |")
-print("|---:|---:|---:|---:|---:|---:|---:|")
+    rows.setdefault((server, int(conns)), []).append({k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", rest)})
+med = lambda runs, key: statistics.median(r[key] for r in runs)
+print("| connections | segue req/s | nginx req/s | ratio segue/nginx | ratios by round | segue p99 ms | nginx p99 ms | errors (segue/nginx) |")
+print("|---:|---:|---:|---:|---|---:|---:|---:|")
 for conns in sorted({c for _, c in rows}):
     s, n = rows[("segue", conns)], rows[("nginx", conns)]
-    err = lambda r: int(r["errors"] + r["non2xx"])
-    print(f"| {conns} | {s['rps']:.0f} | {n['rps']:.0f} | {s['rps'] / n['rps']:.2f} | "
-          f"{s['p99_ms']:.2f} | {n['p99_ms']:.2f} | {err(s)}/{err(n)} |")
+    err = lambda runs: int(sum(r["errors"] + r["non2xx"] for r in runs))
+    # Each round's ratio compares runs made a few seconds apart; the median of those is the
+    # ratio least moved by drift.
+    ratios = [a["rps"] / b["rps"] for a, b in zip(s, n)]
+    per_round = " ".join(f"{r:.2f}" for r in ratios)
+    print(f"| {conns} | {med(s, 'rps'):.0f} | {med(n, 'rps'):.0f} | {statistics.median(ratios):.2f} | {per_round} | "
+          f"{med(s, 'p99_ms'):.2f} | {med(n, 'p99_ms'):.2f} | {err(s)}/{err(n)} |")
 PY
