@@ -165,3 +165,25 @@ fn kill_9_at_any_moment_leaves_a_consistent_library_and_the_rerun_completes() {
     assert!(kills >= 8, "only {kills} of 12 kills landed mid-run");
     assert_eq!(assert_consistent(&lib).len(), 3);
 }
+
+#[test]
+fn a_log_asked_for_with_rust_log_includes_the_workers() {
+    let run = |filter: Option<&str>| {
+        let lib = TempLibrary::new();
+        let input = make_input(&lib.inputs(), "logged.wav", 44_100, 1.0, 2, &[]);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segue"));
+        command.args(["ingest", "--library"]).arg(lib.library());
+        command.arg(&input).env_remove("RUST_LOG");
+        if let Some(filter) = filter {
+            command.env("RUST_LOG", filter);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The stage timings are logged by the worker process, at DEBUG.
+    let logged = run(Some("segue=debug"));
+    assert!(logged.contains("stage CPU time"), "{logged}");
+    let quiet = run(None);
+    assert!(!quiet.contains("stage CPU time"), "{quiet}");
+}

@@ -74,10 +74,14 @@ pub fn ingest_in_worker(
     if !config.afterburner {
         command.arg("--no-afterburner");
     }
+    // The worker logs only errors (kept for the failure message) unless the user asked for a
+    // log with RUST_LOG: then it logs what was asked, and its log is passed on to ours.
+    let asked = std::env::var("RUST_LOG").ok();
+    let forward = asked.is_some();
     let mut child = command
         .arg("--")
         .arg(file)
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", asked.as_deref().unwrap_or("error"))
         .env(PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -93,6 +97,10 @@ pub fn ingest_in_worker(
             scope.spawn(move || {
                 let mut buf = [0u8; 1024];
                 while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                    if forward {
+                        // Our stderr gone is no reason to stop collecting the tail.
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
                     let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
                     tail.extend_from_slice(&buf[..n]);
                     let excess = tail.len().saturating_sub(STDERR_TAIL);
