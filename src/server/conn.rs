@@ -233,8 +233,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Future = Answer;
 
     fn call(&self, request: Request<Incoming>) -> Answer {
-        if let Some(mut response) = self.hot.as_ref().and_then(|hot| hot.answer(&request)) {
-            if let Some(region) = response.extensions_mut().remove::<FileRegion>() {
+        if let Some((response, region)) = self.hot.as_ref().and_then(|hot| hot.answer(&request)) {
+            if let Some(region) = region {
                 self.regions.register(region);
             }
             return Answer::Hot(Some(response));

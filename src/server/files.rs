@@ -117,7 +117,13 @@ impl FileStore {
         if !path.immutable {
             return None;
         }
-        let hit = self.cache.as_ref()?.get(&path.key())?;
+        self.cached_at(&path.key())
+    }
+
+    /// The cached file under `key` (a [`MediaPath::key`] of an immutable file), counted as a
+    /// hit; `None` (and nothing counted) if it is not in memory.
+    pub fn cached_at(&self, key: &str) -> Option<Arc<Entity>> {
+        let hit = self.cache.as_ref()?.get(key)?;
         self.metrics.cache_hit();
         Some(hit.entity)
     }

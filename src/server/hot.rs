@@ -6,7 +6,7 @@
 //! response body (about a quarter of the server's CPU per request under wrk, by `perf`). Here
 //! the same request is answered by the same parts, without that machinery: the path checks
 //! of [`MediaPath::parse`], the cache of [`super::files`], the RFC 9110 answer of
-//! [`respond`], the CORS headers and the request metrics of [`super::edge`], and the same
+//! [`super::http::respond`], the CORS headers and the request metrics of [`super::edge`], and the same
 //! access-log line as tower-http's `TraceLayer`.
 //!
 //! Anything else goes to the router, which gives the same answer the slow way: a method other
@@ -23,9 +23,10 @@ use axum::response::Response;
 use super::AppState;
 use super::files::FileStore;
 use super::http::cors::Cors;
-use super::http::respond::{respond, select_coding};
-use super::metrics::Metrics;
+use super::http::respond::{respond_from_file, select_coding};
+use super::metrics::RouteMetrics;
 use super::paths::MediaPath;
+use super::zerocopy::FileRegion;
 
 /// The route template the router gives these requests, for the metrics.
 const MEDIA_ROUTE: &str = "/media/{track_id}/{*path}";
@@ -35,7 +36,7 @@ const MEDIA_ROUTE: &str = "/media/{track_id}/{*path}";
 pub struct HotPath {
     files: Arc<FileStore>,
     cors: Cors,
-    metrics: Arc<Metrics>,
+    requests: RouteMetrics,
 }
 
 impl HotPath {
@@ -47,23 +48,27 @@ impl HotPath {
         Some(HotPath {
             files: Arc::clone(state.files()),
             cors: state.inner.cors.clone(),
-            metrics: Arc::clone(state.metrics()),
+            requests: RouteMetrics::new(Arc::clone(state.metrics()), MEDIA_ROUTE),
         })
     }
 
-    /// The response to `request` if it is a GET of a cached segment; `None` sends it to the
-    /// router.
-    pub fn answer<B>(&self, request: &Request<B>) -> Option<Response> {
+    /// The response to `request` if it is a GET of a cached segment, with the file region its
+    /// body may be sent from; `None` sends the request to the router.
+    pub fn answer<B>(&self, request: &Request<B>) -> Option<(Response, Option<FileRegion>)> {
         if request.method() != Method::GET {
             return None;
         }
-        let rest = request.uri().path().strip_prefix("/media/")?;
-        if rest.contains('%') {
+        // Unencoded, `track_id/path` is both what the router would decode the URL to and the
+        // file's cache key (`MediaPath::key`).
+        let key = request.uri().path().strip_prefix("/media/")?;
+        if key.contains('%') {
             return None;
         }
-        let (track_id, path) = rest.split_once('/')?;
-        let path = MediaPath::parse(track_id, path)?;
-        let entity = self.files.cached(&path)?;
+        let (track_id, path) = key.split_once('/')?;
+        if !MediaPath::names_immutable_file(track_id, path) {
+            return None;
+        }
+        let entity = self.files.cached_at(key)?;
         let headers = request.headers();
         let coding = select_coding(headers, &entity);
         if !entity.encodings.as_ref().is_none_or(|e| e.is_ready(coding)) {
@@ -80,7 +85,7 @@ impl HotPath {
         );
         let _entered = span.enter();
         let started = Instant::now();
-        let mut response = respond(
+        let (mut response, region) = respond_from_file(
             request.method(),
             headers,
             &entity,
@@ -88,13 +93,13 @@ impl HotPath {
             SystemTime::now(),
         );
         self.cors.decorate(response.headers_mut());
-        self.metrics.record_request(MEDIA_ROUTE, &response, false);
+        self.requests.record(&response);
         tracing::info!(
             target: "tower_http::trace::on_response",
             latency = %format_args!("{} ms", started.elapsed().as_millis()),
             status = i32::from(response.status().as_u16()),
             "finished processing request"
         );
-        Some(response)
+        Some((response, region))
     }
 }

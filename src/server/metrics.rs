@@ -2,7 +2,7 @@
 //! the Prometheus project's own Rust client: it gets the exposition format (names, escaping,
 //! `# EOF`) right, and costs three small dependencies besides its derive macro.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use axum::extract::{MatchedPath, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -230,6 +230,65 @@ impl Metrics {
         if let (Some(bytes), false) = (bytes, head) {
             self.body_bytes
                 .get_or_create(&RouteLabels { route })
+                .inc_by(bytes);
+        }
+    }
+}
+
+/// The request metrics of one route, with the counters of the usual statuses looked up once:
+/// counting a request is then an atomic add, not a look-up in the label map.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    metrics: Arc<Metrics>,
+    route: &'static str,
+    /// The counters of [`FREQUENT`]'s statuses, made on first use (so a series exists only
+    /// once a request had its status).
+    frequent: [OnceLock<Counter>; FREQUENT.len()],
+    body_bytes: OnceLock<Counter>,
+}
+
+/// The statuses of media responses whose counters [`RouteMetrics`] keeps at hand.
+const FREQUENT: [u16; 3] = [200, 206, 304];
+
+impl RouteMetrics {
+    /// The metrics of `route` (a route template) in `metrics`.
+    pub fn new(metrics: Arc<Metrics>, route: &'static str) -> Self {
+        RouteMetrics {
+            metrics,
+            route,
+            frequent: Default::default(),
+            body_bytes: OnceLock::new(),
+        }
+    }
+
+    /// Counts a response to a GET: as [`Metrics::record_request`] does.
+    pub fn record(&self, response: &Response) {
+        let status = response.status().as_u16();
+        match FREQUENT.iter().position(|s| *s == status) {
+            Some(i) => self.frequent[i]
+                .get_or_init(|| {
+                    let labels = RequestLabels {
+                        route: self.route,
+                        status,
+                    };
+                    self.metrics.requests.get_or_create(&labels).clone()
+                })
+                .inc(),
+            None => {
+                let labels = RequestLabels {
+                    route: self.route,
+                    status,
+                };
+                self.metrics.requests.get_or_create(&labels).inc()
+            }
+        };
+        if let Some(bytes) = axum::body::HttpBody::size_hint(response.body()).exact() {
+            let route = self.route;
+            self.body_bytes
+                .get_or_init(|| {
+                    let labels = RouteLabels { route };
+                    self.metrics.body_bytes.get_or_create(&labels).clone()
+                })
                 .inc_by(bytes);
         }
     }

@@ -31,16 +31,25 @@ impl MediaKind {
     /// The kind of the file `name`, `None` if it is not a kind we serve.
     pub fn of(name: &str) -> Option<MediaKind> {
         let (_, ext) = name.rsplit_once('.')?;
-        Some(match ext.to_ascii_lowercase().as_str() {
-            "m3u8" => MediaKind::Playlist,
-            "mpd" => MediaKind::Mpd,
-            "mp4" | "m4s" => MediaKind::Segment,
-            "json" => MediaKind::Json,
-            "jpg" | "jpeg" => MediaKind::Image("image/jpeg"),
-            "png" => MediaKind::Image("image/png"),
-            "webp" => MediaKind::Image("image/webp"),
-            "gif" => MediaKind::Image("image/gif"),
-            _ => return None,
+        let is = |known: &str| ext.eq_ignore_ascii_case(known);
+        Some(if is("m3u8") {
+            MediaKind::Playlist
+        } else if is("mpd") {
+            MediaKind::Mpd
+        } else if is("mp4") || is("m4s") {
+            MediaKind::Segment
+        } else if is("json") {
+            MediaKind::Json
+        } else if is("jpg") || is("jpeg") {
+            MediaKind::Image("image/jpeg")
+        } else if is("png") {
+            MediaKind::Image("image/png")
+        } else if is("webp") {
+            MediaKind::Image("image/webp")
+        } else if is("gif") {
+            MediaKind::Image("image/gif")
+        } else {
+            return None;
         })
     }
 
@@ -78,30 +87,47 @@ pub struct MediaPath {
 impl MediaPath {
     /// Validates the two parts of a media URL (after one percent-decoding by the router).
     pub fn parse(track_id: &str, path: &str) -> Option<MediaPath> {
-        if !is_track_id(track_id) {
-            return None;
-        }
-        let segments: Vec<&str> = path.split('/').collect();
-        if !segments.iter().all(|s| is_safe_segment(s)) {
-            return None;
-        }
-        let (immutable, name) = match segments.as_slice() {
-            [name] if *name != TRACK_RECORD_FILE => (false, *name),
-            [dir, name] if is_rendition_dir(dir) => (true, *name),
-            _ => return None,
-        };
+        let (immutable, kind) = shape(track_id, path)?;
         Some(MediaPath {
             track_id: track_id.to_string(),
-            relative: segments.join("/"),
+            relative: path.to_string(),
             immutable,
-            kind: MediaKind::of(name)?,
+            kind,
         })
+    }
+
+    /// Whether the two parts of a media URL name a file of a rendition directory (which never
+    /// changes), with the checks of [`MediaPath::parse`] and no allocation.
+    pub fn names_immutable_file(track_id: &str, path: &str) -> bool {
+        shape(track_id, path).is_some_and(|(immutable, _)| immutable)
     }
 
     /// A key unique to this file within the library.
     pub fn key(&self) -> String {
         format!("{}/{}", self.track_id, self.relative)
     }
+}
+
+/// Whether the file is immutable, and its kind, if `track_id` and `path` name a file the
+/// ingest could have written (see the module doc).
+fn shape(track_id: &str, path: &str) -> Option<(bool, MediaKind)> {
+    if !is_track_id(track_id) {
+        return None;
+    }
+    let mut segments = path.split('/');
+    let (first, second) = (segments.next()?, segments.next());
+    if segments.next().is_some()
+        || !is_safe_segment(first)
+        || second.is_some_and(|s| !is_safe_segment(s))
+    {
+        return None;
+    }
+    let (immutable, name) = match second {
+        None if first != TRACK_RECORD_FILE => (false, first),
+        Some(name) if is_rendition_dir(first) => (true, name),
+        _ => return None,
+    };
+    Some((immutable, MediaKind::of(name)?))
 }
 
 /// One path segment of a name the ingest could have written.
@@ -141,6 +167,11 @@ mod tests {
         let m = MediaPath::parse(ID, &format!("{DIR}/12.m4s")).unwrap();
         assert!(m.immutable && m.kind.content_type() == "audio/mp4");
         assert_eq!(m.key(), format!("{ID}/{DIR}/12.m4s"));
+        assert!(MediaPath::names_immutable_file(
+            ID,
+            &format!("{DIR}/12.m4s")
+        ));
+        assert!(!MediaPath::names_immutable_file(ID, "master.m3u8"));
         for name in ["manifest.mpd", "waveform.json", "cover.jpg", "cover.PNG"] {
             assert!(MediaPath::parse(ID, name).is_some(), "{name}");
         }
@@ -182,6 +213,7 @@ mod tests {
             "master.m3u8%00",
         ] {
             assert_eq!(MediaPath::parse(ID, path), None, "{path:?}");
+            assert!(!MediaPath::names_immutable_file(ID, path), "{path:?}");
         }
         for id in ["..", "ABC", "", "7dea/..", &"a".repeat(65)] {
             assert_eq!(MediaPath::parse(id, "master.m3u8"), None, "{id:?}");

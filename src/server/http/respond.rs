@@ -152,6 +152,22 @@ pub fn respond(
     coding: Coding,
     now: SystemTime,
 ) -> Response {
+    let (mut response, region) = respond_from_file(method, request, entity, coding, now);
+    if let Some(region) = region {
+        response.extensions_mut().insert(region);
+    }
+    response
+}
+
+/// [`respond`], with the file region apart rather than in the response's extensions (where
+/// [`respond`] puts it for the connection to find): the caller hands it to the connection.
+pub fn respond_from_file(
+    method: &Method,
+    request: &HeaderMap,
+    entity: &Entity,
+    coding: Coding,
+    now: SystemTime,
+) -> (Response, Option<FileRegion>) {
     let encoded = entity
         .encodings
         .as_ref()
@@ -195,13 +211,16 @@ pub fn respond(
     );
 
     match conditional::evaluate(method, request, validators, now) {
-        Precondition::NotModified => return response(StatusCode::NOT_MODIFIED, h, Bytes::new()),
+        Precondition::NotModified => {
+            return (response(StatusCode::NOT_MODIFIED, h, Bytes::new()), None);
+        }
         Precondition::Failed => {
-            return response(
+            let failed = response(
                 StatusCode::PRECONDITION_FAILED,
                 HeaderMap::new(),
                 Bytes::new(),
             );
+            return (failed, None);
         }
         Precondition::Proceed => {}
     }
@@ -224,17 +243,16 @@ pub fn respond(
     };
     let len = body.len() as u64;
     // A GET of the identity body, whole or one range, may be sent from the file.
-    let from_file = |mut response: Response| {
-        if let Some(file) = entity.file.as_ref().filter(|_| method == Method::GET)
-            && coding == Coding::Identity
-        {
-            let region = FileRegion {
+    let from_file = |response: Response| {
+        let region = entity
+            .file
+            .as_ref()
+            .filter(|_| method == Method::GET && coding == Coding::Identity)
+            .map(|file| FileRegion {
                 bytes: entity.body.clone(),
                 file: Arc::clone(file),
-            };
-            response.extensions_mut().insert(region);
-        }
-        response
+            });
+        (response, region)
     };
     match plan {
         RangePlan::Full => from_file(response(StatusCode::OK, h, body)),
@@ -246,7 +264,10 @@ pub fn respond(
                 range::unsatisfied_range(len),
             );
             put(&mut h416, header::ACCEPT_RANGES, "bytes");
-            response(StatusCode::RANGE_NOT_SATISFIABLE, h416, Bytes::new())
+            (
+                response(StatusCode::RANGE_NOT_SATISFIABLE, h416, Bytes::new()),
+                None,
+            )
         }
         RangePlan::Single(r) => {
             put(&mut h, header::CONTENT_RANGE, r.content_range(len));
@@ -261,7 +282,7 @@ pub fn respond(
             let multipart = range::multipart(&body, &rs, entity.content_type, &boundary);
             let media_type = format!("multipart/byteranges; boundary={boundary}");
             put(&mut h, header::CONTENT_TYPE, media_type);
-            response(StatusCode::PARTIAL_CONTENT, h, multipart)
+            (response(StatusCode::PARTIAL_CONTENT, h, multipart), None)
         }
     }
 }
