@@ -17,7 +17,8 @@
 //! Everything a handler sends as a body goes through [`http::respond`], which applies RFC 9110:
 //! validators and conditional requests, ranges, content codings. Handler errors are one
 //! [`ApiError`]. [`conn`] counts connections and closes idle ones, and sends cached segments
-//! from their files without a copy ([`zerocopy`]).
+//! from their files without a copy ([`zerocopy`]); [`workers`] serves them on one thread per
+//! core.
 
 pub mod api;
 pub mod conn;
