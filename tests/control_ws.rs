@@ -337,14 +337,9 @@ async fn a_flood_is_rate_limited_without_hurting_other_connections() {
     assert_eq!(error["code"], "rate_limited", "{error}");
     // The error comes once the burst is spent, while the server may still be reading the rest
     // of the flood: wait (bounded) until it has counted all 200.
-    let mut text = String::new();
-    for _ in 0..200 {
-        text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
-        if metric(&text, "segue_control_messages_total") >= 200.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let text = server
+        .metrics_once("segue_control_messages_total", 200.0)
+        .await;
     assert!(metric(&text, r#"segue_control_errors_total{code="rate_limited"}"#) >= 1.0);
     assert!(
         metric(&text, "segue_control_messages_total") >= 200.0,

@@ -160,6 +160,22 @@ impl Running {
     pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Resp {
         send(self.addr, "GET", target, headers).await
     }
+
+    /// The `/metrics` text once `series` has reached `at_least`, or after about 5 s (the caller
+    /// then asserts on what it got). Counters that move after the bytes are on the wire (bytes
+    /// sent from files) or after a read the client cannot see (WebSocket messages) may lag the
+    /// client by a scheduling slice on a loaded machine.
+    pub async fn metrics_once(&self, series: &str, at_least: f64) -> String {
+        let mut text = String::new();
+        for _ in 0..200 {
+            text = String::from_utf8(self.get("/metrics", &[]).await.body).unwrap();
+            if metric(&text, series) >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        text
+    }
 }
 
 impl Drop for Running {
