@@ -16,7 +16,7 @@
 //!   connections are closed, and the requests in flight finish (hyper-util's GracefulShutdown).
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -208,7 +208,7 @@ type Routed = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + 
 
 /// The future of [`ConnectionService`]: an answer from the hot path, or the router's.
 enum Answer {
-    Hot(Option<Response<Body>>),
+    Hot(Ready<Result<Response<Body>, Infallible>>),
     Routed(Routed),
 }
 
@@ -217,11 +217,7 @@ impl Future for Answer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            // Polling a completed future breaks the Future contract (hyper never does).
-            Answer::Hot(response) => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => panic!("Answer polled after completion"),
-            },
+            Answer::Hot(ready) => Pin::new(ready).poll(cx),
             Answer::Routed(future) => future.as_mut().poll(cx),
         }
     }
@@ -237,7 +233,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             if let Some(region) = region {
                 self.regions.register(region);
             }
-            return Answer::Hot(Some(response));
+            return Answer::Hot(std::future::ready(Ok(response)));
         }
         let answer = self.router.call(request);
         let regions = self.regions.clone();

@@ -7,7 +7,7 @@
 //! request costs no allocation in this layer.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -71,7 +71,7 @@ where
         let head = request.method() == Method::HEAD;
         let state = if request.method() == Method::OPTIONS {
             State::Answered {
-                response: Some(self.layer.cors.preflight()),
+                response: std::future::ready(self.layer.cors.preflight()),
             }
         } else {
             State::Inner {
@@ -94,8 +94,8 @@ pin_project! {
     enum State<F> {
         /// The route's future.
         Inner { #[pin] future: F },
-        /// A preflight answered here (taken when polled).
-        Answered { response: Option<Response> },
+        /// A preflight answered here.
+        Answered { response: Ready<Response> },
     }
 }
 
@@ -125,11 +125,7 @@ where
                 this.layer.cors.decorate(response.headers_mut());
                 response
             }
-            // Polling a completed future breaks the Future contract (hyper never does).
-            StateProj::Answered { response } => match response.take() {
-                Some(response) => response,
-                None => panic!("EdgeFuture polled after completion"),
-            },
+            StateProj::Answered { response } => ready!(Pin::new(response).poll(cx)),
         };
         this.layer
             .metrics

@@ -221,17 +221,37 @@ pub fn route_label(matched: Option<&MatchedPath>) -> &'static str {
 impl Metrics {
     /// Counts one response by route and status, and its body bytes (none for HEAD).
     pub fn record_request(&self, route: &'static str, response: &Response, head: bool) {
-        let status = response.status().as_u16();
-        self.requests
-            .get_or_create(&RequestLabels { route, status })
-            .inc();
-        // Every body here is a complete buffer, so its exact size is known up front.
-        let bytes = axum::body::HttpBody::size_hint(response.body()).exact();
-        if let (Some(bytes), false) = (bytes, head) {
-            self.body_bytes
-                .get_or_create(&RouteLabels { route })
-                .inc_by(bytes);
-        }
+        count_response(
+            response,
+            head,
+            |status| {
+                self.requests
+                    .get_or_create(&RequestLabels { route, status })
+                    .inc();
+            },
+            |bytes| {
+                self.body_bytes
+                    .get_or_create(&RouteLabels { route })
+                    .inc_by(bytes);
+            },
+        );
+    }
+}
+
+/// What counting `response` takes: its status, and its body's size unless it answers a HEAD.
+/// Every body here is a complete buffer, so its exact size is known up front.
+fn count_response(
+    response: &Response,
+    head: bool,
+    status: impl FnOnce(u16),
+    body_bytes: impl FnOnce(u64),
+) {
+    status(response.status().as_u16());
+    if let (Some(bytes), false) = (
+        axum::body::HttpBody::size_hint(response.body()).exact(),
+        head,
+    ) {
+        body_bytes(bytes);
     }
 }
 
@@ -263,34 +283,29 @@ impl RouteMetrics {
 
     /// Counts a response to a GET: as [`Metrics::record_request`] does.
     pub fn record(&self, response: &Response) {
-        let status = response.status().as_u16();
-        match FREQUENT.iter().position(|s| *s == status) {
-            Some(i) => self.frequent[i]
-                .get_or_init(|| {
-                    let labels = RequestLabels {
-                        route: self.route,
-                        status,
-                    };
+        let route = self.route;
+        count_response(
+            response,
+            false,
+            |status| {
+                let counter = || {
+                    let labels = RequestLabels { route, status };
                     self.metrics.requests.get_or_create(&labels).clone()
-                })
-                .inc(),
-            None => {
-                let labels = RequestLabels {
-                    route: self.route,
-                    status,
                 };
-                self.metrics.requests.get_or_create(&labels).inc()
-            }
-        };
-        if let Some(bytes) = axum::body::HttpBody::size_hint(response.body()).exact() {
-            let route = self.route;
-            self.body_bytes
-                .get_or_init(|| {
-                    let labels = RouteLabels { route };
-                    self.metrics.body_bytes.get_or_create(&labels).clone()
-                })
-                .inc_by(bytes);
-        }
+                match FREQUENT.iter().position(|s| *s == status) {
+                    Some(i) => self.frequent[i].get_or_init(counter).inc(),
+                    None => counter().inc(),
+                };
+            },
+            |bytes| {
+                self.body_bytes
+                    .get_or_init(|| {
+                        let labels = RouteLabels { route };
+                        self.metrics.body_bytes.get_or_create(&labels).clone()
+                    })
+                    .inc_by(bytes);
+            },
+        );
     }
 }
 
