@@ -277,10 +277,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let hub = Arc::clone(state.control());
+    let known = control::library::baseline(&state).await;
     tokio::spawn(control::library::watch(
         state.clone(),
         Arc::clone(&hub),
         LIBRARY_POLL,
+        known,
     ));
     // WebSockets live until closed: tell them to close when shutdown starts, or the drain
     // would wait for them forever.

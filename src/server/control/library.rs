@@ -12,13 +12,52 @@ use super::ControlHub;
 use super::protocol::ServerMessage;
 use crate::server::AppState;
 use crate::server::api::Track;
+use crate::server::error::ApiError;
 
-/// Polls the catalog every `every` until the hub shuts down, broadcasting added tracks.
-pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
+/// The catalog's version and track ids as last seen.
+type Seen = (u64, HashSet<String>);
+
+/// What the catalog holds now: the baseline [`watch`] announces additions against. Taken
+/// before the server accepts its first connection, so that every track ingested once the
+/// server is up gets announced; `None` if the catalog cannot be read (then the first scan
+/// that can read it becomes the baseline).
+pub async fn baseline(state: &AppState) -> Option<Seen> {
+    match scan(state, None).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            tracing::warn!(error = %e, "library watch: catalog unreadable");
+            None
+        }
+    }
+}
+
+/// The catalog's version and ids, or `None` if its version is still `previous`.
+async fn scan(state: &AppState, previous: Option<u64>) -> Result<Option<Seen>, ApiError> {
+    let scan = state
+        .with_catalog(move |catalog| {
+            let version = catalog.data_version()?;
+            if previous == Some(version) {
+                return Ok(None);
+            }
+            Ok(Some((version, catalog.ids()?)))
+        })
+        .await?;
+    Ok(scan.map(|(version, ids)| (version, ids.into_iter().collect())))
+}
+
+/// Polls the catalog every `every` until the hub shuts down, broadcasting the tracks added
+/// since `known` (see [`baseline`]).
+pub async fn watch(
+    state: AppState,
+    hub: Arc<ControlHub>,
+    every: Duration,
+    mut known: Option<Seen>,
+) {
     let mut shutdown = hub.shutdown_signal();
-    let mut known: Option<(u64, HashSet<String>)> = None;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and the baseline was just taken.
+    ticker.tick().await;
     loop {
         tokio::select! {
             changed = shutdown.changed() => {
@@ -30,16 +69,7 @@ pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
             _ = ticker.tick() => {}
         }
         let previous = known.as_ref().map(|(version, _)| *version);
-        let scan = state
-            .with_catalog(move |catalog| {
-                let version = catalog.data_version()?;
-                if previous == Some(version) {
-                    return Ok(None);
-                }
-                Ok(Some((version, catalog.ids()?)))
-            })
-            .await;
-        let (version, ids) = match scan {
+        let (version, ids) = match scan(&state, previous).await {
             Ok(Some(scan)) => scan,
             Ok(None) => continue,
             Err(e) => {
@@ -47,7 +77,6 @@ pub async fn watch(state: AppState, hub: Arc<ControlHub>, every: Duration) {
                 continue;
             }
         };
-        let ids: HashSet<String> = ids.into_iter().collect();
         let added: Vec<String> = match &known {
             // The first scan only learns what is there.
             None => Vec::new(),
