@@ -240,33 +240,32 @@ pub fn app(state: AppState) -> Router {
     } else {
         routes
     };
-    let routes = routes
-        .fallback(not_found)
-        .with_state(state)
-        // One `layer` call for the three: each call boxes every route's service again, a
-        // clone and an allocation per request per call.
-        .layer(Stack::new(
-            Stack::new(
-                TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout),
-                edge::EdgeLayer::new(cors.clone(), metrics),
-            ),
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        ));
+    let routes = routes.fallback(not_found).with_state(state);
+    let access_log = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    // One `layer` call for the layers of each case: each call boxes every route's service
+    // again, a clone and an allocation per request per call.
+    let per_route = Stack::new(
+        TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout),
+        edge::EdgeLayer::new(cors.clone(), metrics.clone()),
+    );
     if !signer.enabled() {
-        return routes;
+        return routes.layer(Stack::new(per_route, access_log));
     }
     // The token check rewrites `/t/TOKEN/…` to the path after the token, so it must run before
     // routing: it wraps the whole router rather than being one of its layers. Its refusals
     // carry the CORS headers too (the layer again around it; it only inserts headers, so the
     // responses it already decorated are unchanged): without them a player on another origin
     // gets an opaque network error instead of the 403, and cannot tell a stale URL from a
-    // broken network.
-    let guarded = tower_layer::Layer::layer(&from_fn_with_state(signer, signing::guard), routes);
-    Router::new()
-        .fallback_service(guarded)
-        .layer(from_fn_with_state(cors, http::cors::cors))
+    // broken network. The access log wraps the guard, so it shows refusals too, and every
+    // request by the URL the client asked for.
+    let guard = from_fn_with_state((signer, metrics), signing::guard);
+    let guarded = tower_layer::Layer::layer(&guard, routes.layer(per_route));
+    Router::new().fallback_service(guarded).layer(Stack::new(
+        from_fn_with_state(cors, http::cors::cors),
+        access_log,
+    ))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, then stops accepting, lets the

@@ -15,16 +15,18 @@
 //! The key comes from the operator; nothing about it, or about why a token failed, reaches the
 //! client: every refusal is the same 403.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::error::ApiError;
+use super::metrics::Metrics;
 use crate::store::is_track_id;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -137,23 +139,45 @@ fn scope_of(path: &str) -> Option<String> {
     is_track_id(id).then(|| format!("/media/{id}/"))
 }
 
+/// The route label of the requests the guard answers itself, in the request metrics.
+pub const GUARD_ROUTE: &str = "token guard";
+
 /// Middleware: with signing on, `/media/…` and `/ws` need a token; `/t/TOKEN/…` is checked and
 /// routed as the path after the token. Without a key, `/t/…` is not found and the rest passes.
-pub async fn guard(State(signer): State<Signer>, mut request: Request, next: Next) -> Response {
+/// The answers it gives itself are counted in `metrics` under [`GUARD_ROUTE`] (the routes
+/// count the rest).
+pub async fn guard(
+    State((signer, metrics)): State<(Signer, Arc<Metrics>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let head = request.method() == Method::HEAD;
+    match check(&signer, request) {
+        Ok(request) => next.run(request).await,
+        Err(error) => {
+            let refusal = error.into_response();
+            metrics.record_request(GUARD_ROUTE, &refusal, head);
+            refusal
+        }
+    }
+}
+
+/// The request to route (its path the one after a valid token), or why it is refused.
+fn check(signer: &Signer, mut request: Request) -> Result<Request, ApiError> {
     let path = request.uri().path();
-    let forbidden = || ApiError::Forbidden("a valid token is required".into()).into_response();
+    let forbidden = || ApiError::Forbidden("a valid token is required".into());
     if let Some(signed) = path.strip_prefix(SIGNED_PREFIX) {
         if !signer.enabled() {
-            return ApiError::NotFound.into_response();
+            return Err(ApiError::NotFound);
         }
         let Some((token, rest)) = signed.split_once('/') else {
-            return forbidden();
+            return Err(forbidden());
         };
         let inner = format!("/{rest}");
         let ok =
             scope_of(&inner).is_some_and(|scope| signer.verify(token, &scope, SystemTime::now()));
         if !ok {
-            return forbidden();
+            return Err(forbidden());
         }
         let uri = match request.uri().query() {
             Some(q) => format!("{inner}?{q}"),
@@ -161,14 +185,14 @@ pub async fn guard(State(signer): State<Signer>, mut request: Request, next: Nex
         };
         match uri.parse::<Uri>() {
             Ok(uri) => *request.uri_mut() = uri,
-            Err(_) => return ApiError::NotFound.into_response(),
+            Err(_) => return Err(ApiError::NotFound),
         }
-        return next.run(request).await;
+        return Ok(request);
     }
     if signer.enabled() && (path.starts_with("/media/") || path == "/ws") {
-        return forbidden();
+        return Err(forbidden());
     }
-    next.run(request).await
+    Ok(request)
 }
 
 #[cfg(test)]

@@ -217,35 +217,11 @@ async fn metrics_count_requests_and_cache_hits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_announces_its_address_and_exits_0_on_sigterm() {
     let lib = common::TempLibrary::new();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_segue"))
-        .arg("serve")
-        .arg("--library")
-        .arg(lib.library())
-        .args(["--addr", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let read = tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line);
-    tokio::time::timeout(LIMIT, read).await.unwrap().unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect(&line);
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let null = std::process::Stdio::null();
+    let (mut child, addr, mut stdout) = spawn_serve(&lib.library(), &[], null).await;
     assert_ne!(addr.port(), 0);
     assert_eq!(send(addr, "GET", "/healthz", &[]).await.status, 200);
-    let pid = child.id().unwrap() as libc::pid_t;
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(LIMIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(terminate(&mut child).await, Some(0));
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).await.unwrap();
     assert_eq!(rest, "", "exactly one line on stdout");

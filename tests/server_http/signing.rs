@@ -94,7 +94,44 @@ async fn missing_forged_expired_and_foreign_tokens_get_403() {
         let body = String::from_utf8_lossy(&resp.body);
         assert!(!body.contains(KEY) && !body.contains("/tmp"), "{body}");
     }
+    // The refusals are counted, under the guard's own label.
+    let text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
+    let refused = r#"segue_http_requests_total{route="token guard",status="403"}"#;
+    assert_eq!(metric(&text, refused), 8.0, "{text}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_shows_refusals_and_signed_requests_by_the_url_asked_for() {
+    let fx = Fixture::new(SECONDS).await;
+    let log_file = tempfile::NamedTempFile::new().unwrap();
+    let stderr = log_file.reopen().unwrap().into();
+    let (mut child, addr, _) =
+        spawn_serve(&fx.lib.library(), &["--signing-key", KEY], stderr).await;
+    let token = Signer::new(Some(KEY.as_bytes().to_vec()), Duration::from_secs(60))
+        .token(&format!("/media/{}/", fx.id), SystemTime::now())
+        .unwrap();
+    let refused = format!("/t/garbage/media/{}/master.m3u8", fx.id);
+    let signed = format!("/t/{token}/media/{}/master.m3u8", fx.id);
+    assert_eq!(send(addr, "GET", &refused, &[]).await.status, 403);
+    assert_eq!(send(addr, "GET", &signed, &[]).await.status, 200);
+    assert_eq!(terminate(&mut child).await, Some(0));
+    let log = std::fs::read_to_string(log_file.path()).unwrap();
+    let access = |uri: &str, status: u16| {
+        log.lines().any(|l| {
+            l.contains("finished processing request")
+                && l.contains(&format!("uri={uri} "))
+                && l.contains(&format!("status={status}"))
+        })
+    };
+    assert!(
+        access(&refused, 403),
+        "no access-log line for the refusal:\n{log}"
+    );
+    assert!(
+        access(&signed, 200),
+        "no access-log line for the signed URL:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,6 +184,51 @@ impl Drop for Running {
     }
 }
 
+/// `segue serve` as a child process on a free port, with `args` after the library and address
+/// and its log to `stderr`: the child, the address it announced, and the rest of its stdout.
+pub async fn spawn_serve(
+    library: &Path,
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> (
+    tokio::process::Child,
+    SocketAddr,
+    tokio::io::BufReader<tokio::process::ChildStdout>,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_segue"))
+        .arg("serve")
+        .arg("--library")
+        .arg(library)
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RUST_LOG") // the default filter: the access log at INFO
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let read = tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line);
+    tokio::time::timeout(LIMIT, read).await.unwrap().unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .expect(&line)
+        .parse()
+        .unwrap();
+    (child, addr, stdout)
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit; its exit code.
+pub async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
+    let pid = child.id().unwrap() as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap();
+    status.unwrap().code()
+}
+
 /// Sends one request on a new connection (`Connection: close`) and reads the whole response.
 pub async fn send(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
     let exchange = async {
