@@ -19,7 +19,7 @@ use super::http::respond::{Entity, prepare, respond, select_coding};
 const PAGE_CACHE_CONTROL: &str = "no-cache";
 
 /// The files of `templates/`: URL name, content type, bytes.
-const FILES: [(&str, &str, &str); 5] = [
+const FILES: [(&str, &str, &str); 7] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -29,6 +29,16 @@ const FILES: [(&str, &str, &str); 5] = [
         "player.js",
         "text/javascript; charset=utf-8",
         include_str!("../../templates/player.js"),
+    ),
+    (
+        "engine.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../templates/engine.js"),
+    ),
+    (
+        "prefetch.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../templates/prefetch.js"),
     ),
     (
         "media.js",

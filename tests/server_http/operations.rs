@@ -92,6 +92,23 @@ async fn api_lists_and_gets_tracks_with_working_urls() {
     let data = server.get("/assets/media.js", &[]).await;
     assert_eq!(data.status, 200);
     assert!(data.text().contains("/api/tracks"));
+    // Every module the page's script imports, directly or not, is served as JavaScript.
+    let mut modules = vec!["/assets/view.js".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(url) = modules.pop() {
+        if !seen.insert(url.clone()) {
+            continue;
+        }
+        let module = server.get(&url, &[]).await;
+        assert_eq!(module.status, 200, "{url}");
+        let kind = module.header("content-type").unwrap();
+        assert!(kind.starts_with("text/javascript"), "{url}: {kind}");
+        let text = module.text();
+        for import in text.split("from '").skip(1) {
+            modules.push(import.split('\'').next().unwrap().to_string());
+        }
+    }
+    assert!(seen.len() >= 5, "{seen:?}");
     assert_eq!(server.get("/assets/index.html", &[]).await.status, 404);
     assert_eq!(server.get("/assets/nope.js", &[]).await.status, 404);
     assert_eq!(server.get("/healthz", &[]).await.status, 200);
