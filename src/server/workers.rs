@@ -24,6 +24,12 @@ use tokio::sync::{mpsc, watch};
 /// the server stops.
 const BLOCKING_GRACE: Duration = Duration::from_secs(1);
 
+/// Threads of a worker's blocking pool (cache-miss reads, catalog queries, compressions). tokio's
+/// default of 512 per runtime let a burst of cache misses at a cold start make ~80 threads
+/// (each with its stack) that disk reads could not keep busy; 32 is nginx's default
+/// `thread_pool` size. More work than that waits in the pool's queue.
+const BLOCKING_THREADS: usize = 32;
+
 /// How often a stopping worker looks whether its last tasks have ended.
 const TASK_POLL: Duration = Duration::from_millis(10);
 
@@ -69,6 +75,8 @@ impl<T: Send + 'static> Workers<T> {
     fn spawn(&mut self, index: usize, handle: &Handler<T>) -> io::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .max_blocking_threads(BLOCKING_THREADS)
+            .thread_name(format!("segue-http-{index}-blocking"))
             .build()?;
         let (sender, mut jobs) = mpsc::unbounded_channel::<T>();
         let mut stop = self.stop.subscribe();
