@@ -9,10 +9,12 @@
 //! [`super::http::respond`], the CORS headers and the request metrics of [`super::edge`], and the same
 //! access-log line as tower-http's `TraceLayer`.
 //!
+//! With signed URLs, it answers `/t/TOKEN/media/…` when the token is valid for that track, as
+//! the token guard ([`super::signing::guard`]) would let it through.
+//!
 //! Anything else goes to the router, which gives the same answer the slow way: a method other
 //! than GET, a percent-encoded path, a file not in the cache or not immutable, a coding not
-//! yet compressed, and every request when URLs are signed (the token guard runs before
-//! routing).
+//! yet compressed, and, with signed URLs, any path without a valid token (the guard refuses it).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -26,6 +28,7 @@ use super::http::cors::Cors;
 use super::http::respond::{respond_from_file, select_coding};
 use super::metrics::RouteMetrics;
 use super::paths::MediaPath;
+use super::signing::{SIGNED_PREFIX, Signer, media_scope};
 use super::zerocopy::FileRegion;
 
 /// The route template the router gives these requests, for the metrics.
@@ -37,19 +40,18 @@ pub struct HotPath {
     files: Arc<FileStore>,
     cors: Cors,
     requests: RouteMetrics,
+    signer: Signer,
 }
 
 impl HotPath {
-    /// The hot path of a server, or `None` when its URLs are signed.
-    pub fn new(state: &AppState) -> Option<Self> {
-        if state.signer().enabled() {
-            return None;
-        }
-        Some(HotPath {
+    /// The hot path of a server.
+    pub fn new(state: &AppState) -> Self {
+        HotPath {
             files: Arc::clone(state.files()),
             cors: state.inner.cors.clone(),
             requests: RouteMetrics::new(Arc::clone(state.metrics()), MEDIA_ROUTE),
-        })
+            signer: state.signer().clone(),
+        }
     }
 
     /// The response to `request` if it is a GET of a cached segment, with the file region its
@@ -58,14 +60,31 @@ impl HotPath {
         if request.method() != Method::GET {
             return None;
         }
+        // With signing on, the path after a token; the token is checked below, once the path
+        // names a file this path may answer.
+        let (token, media) = match self.signer.enabled() {
+            true => {
+                let signed = request.uri().path().strip_prefix(SIGNED_PREFIX)?;
+                let (token, media) = signed.split_once('/')?;
+                (Some(token), media)
+            }
+            false => (None, request.uri().path().strip_prefix('/')?),
+        };
         // Unencoded, `track_id/path` is both what the router would decode the URL to and the
         // file's cache key (`MediaPath::key`).
-        let key = request.uri().path().strip_prefix("/media/")?;
+        let key = media.strip_prefix("media/")?;
         if key.contains('%') {
             return None;
         }
         let (track_id, path) = key.split_once('/')?;
         if !MediaPath::names_immutable_file(track_id, path) {
+            return None;
+        }
+        if let Some(token) = token
+            && !self
+                .signer
+                .verify(token, &media_scope(track_id), SystemTime::now())
+        {
             return None;
         }
         let entity = self.files.cached_at(key)?;

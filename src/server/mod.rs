@@ -294,7 +294,7 @@ pub async fn serve(
         ..state.inner.conn_limits.clone()
     };
     let metrics = Arc::clone(state.metrics());
-    let hot = hot::HotPath::new(&state);
+    let hot = Some(hot::HotPath::new(&state));
     conn::serve_connections(listener, app(state), hot, limits, metrics, shutdown).await;
     Ok(())
 }

@@ -104,7 +104,7 @@ impl Signer {
 
     /// The URL prefix of track `id`'s files: `/media/ID` or `/t/TOKEN/media/ID`.
     pub fn media_base(&self, id: &str, now: SystemTime) -> String {
-        match self.token(&format!("/media/{id}/"), now) {
+        match self.token(&media_scope(id), now) {
             Some(token) => format!("{SIGNED_PREFIX}{token}/media/{id}"),
             None => format!("/media/{id}"),
         }
@@ -136,7 +136,12 @@ fn scope_of(path: &str) -> Option<String> {
     }
     let rest = path.strip_prefix("/media/")?;
     let (id, _) = rest.split_once('/')?;
-    is_track_id(id).then(|| format!("/media/{id}/"))
+    is_track_id(id).then(|| media_scope(id))
+}
+
+/// The scope of a token for track `id`'s files.
+pub fn media_scope(id: &str) -> String {
+    format!("/media/{id}/")
 }
 
 /// The route label of the requests the guard answers itself, in the request metrics.

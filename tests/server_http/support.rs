@@ -121,6 +121,11 @@ impl Running {
             .await
             .unwrap()
             .unwrap();
+        Running::start_state(state).await
+    }
+
+    /// Starts `serve` with `state` (the caller may keep a clone to look inside the server).
+    pub async fn start_state(state: AppState) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
