@@ -11,8 +11,11 @@
 //! - `/api/tracks`, `/api/tracks/{id}` ([`api`]): the catalog as JSON;
 //! - `/` ([`player`]), `/metrics`, `/healthz`.
 //!
+//! With signed URLs ([`signing`]), the token guard runs before routing, inside the access log:
+//! it checks and strips `/t/TOKEN/`, and answers a missing or invalid token itself (403).
+//!
 //! A GET of a segment already in memory skips the router: [`hot`] answers it with the same
-//! parts (same headers, metrics and access-log line), for speed.
+//! parts (same headers, metrics and access-log line; the same token check), for speed.
 //!
 //! Everything a handler sends as a body goes through [`http::respond`], which applies RFC 9110:
 //! validators and conditional requests, ranges, content codings. Handler errors are one
