@@ -9,7 +9,8 @@
 //!
 //! This module holds the public types and the packet loop. The parts with a subject of their own
 //! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
-//! symphonia sees the file), `symphonia_glue` (probing, panic containment, error mapping), `tags`
+//! symphonia sees the file), `wave_repair` (WAV size fields that are not the truth),
+//! `symphonia_glue` (probing, panic containment, error mapping), `tags`
 //! (tags and cover art), `mp4_gapless` (MP4 priming trim) and `downmix` (channels to stereo).
 
 mod downmix;
@@ -20,6 +21,7 @@ mod symphonia_glue;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod wave_repair;
 
 use std::fs::File;
 use std::path::Path;
@@ -29,6 +31,7 @@ use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::well_known as fmts;
 use symphonia::core::formats::{FormatReader, TrackType};
+use symphonia::core::units::Duration;
 
 use mp4_gapless::GaplessTrim;
 use symphonia_glue::{audio_params, codec_name, guard, probe, sym_error};
@@ -155,6 +158,10 @@ pub struct SourceDecoder {
     exact_frames: Option<u64>,
     /// The duration cap, in frames, enforced while decoding too (headers may not say).
     max_frames: u64,
+    /// Whether the packets' trim fields come from what the file states. symphonia's MP3 reader
+    /// also trims to a frame count it estimates from the first frames' mean size when the file
+    /// has no LAME tag, which cuts a VBR file short by any amount; those trims are ignored.
+    stated_trim: bool,
     /// Container-level gapless trim the decoder does not apply (MP4): frames to drop, to keep.
     skip: u64,
     remaining: Option<u64>,
@@ -202,7 +209,7 @@ impl SourceDecoder {
         // symphonia's WAV reader overflows (a panic in debug builds) on absurd header values.
         header_check::check_header(&mut file, options)?;
         let wav_info = riff_info::read_wav_info(&mut file)?;
-        let mut reader = probe(file)?;
+        let mut reader = probe(wave_repair::open(file)?)?;
         let Some(track) = reader.default_track(TrackType::Audio).cloned() else {
             let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
             let unknown = unknown.map(|p| DecodeError::UnsupportedCodec(codec_name(p.codec)));
@@ -253,6 +260,16 @@ impl SourceDecoder {
         {
             (skip, remaining, total_frames) = (delay, Some(keep), Some(keep));
         }
+        // Gapless trimming comes only from what the file states. For MP3 that is the LAME tag's
+        // delay and padding (what ffmpeg applies too); without one symphonia's frame count is an
+        // estimate (or a Xing/VBRI frame count ffmpeg does not trim to either): keep every frame.
+        let mpeg_audio = [
+            fmts::FORMAT_ID_MP1,
+            fmts::FORMAT_ID_MP2,
+            fmts::FORMAT_ID_MP3,
+        ];
+        let stated_trim =
+            !mpeg_audio.contains(&format) || track.delay.is_some() || track.padding.is_some();
         let exact = matches!(
             format,
             fmts::FORMAT_ID_FLAC | fmts::FORMAT_ID_WAVE | fmts::FORMAT_ID_AIFF
@@ -282,6 +299,7 @@ impl SourceDecoder {
             cover,
             exact_frames: track.num_frames.filter(|&n| exact && n > 0),
             max_frames,
+            stated_trim,
             skip,
             remaining,
             layout: None,
@@ -328,7 +346,7 @@ impl SourceDecoder {
     fn decode_next(&mut self) -> Result<bool, DecodeError> {
         let mut bad = 0;
         while self.remaining != Some(0) {
-            let packet = match guard(|| self.reader.next_packet())? {
+            let mut packet = match guard(|| self.reader.next_packet())? {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return self.finish(),
                 Err(SymError::ResetRequired) => {
@@ -340,6 +358,10 @@ impl SourceDecoder {
             };
             if packet.track_id != self.track_id {
                 continue;
+            }
+            if !self.stated_trim {
+                packet.trim_start = Duration::ZERO;
+                packet.trim_end = Duration::ZERO;
             }
             let (decoder, planes) = (&mut self.decoder, &mut self.planes);
             let decoded = guard(|| {
@@ -379,7 +401,10 @@ impl SourceDecoder {
             // through its duration. Then the container's delay and length.
             let (dur, trim) = (packet.dur.get() as usize, packet.trim_start.get() as usize);
             let (mut start, mut end) = (0, frames);
-            if frames > dur && (dur > 0 || trim > 0 || !packet.trim_end.is_zero()) {
+            if self.stated_trim
+                && frames > dur
+                && (dur > 0 || trim > 0 || !packet.trim_end.is_zero())
+            {
                 start = trim.min(frames - dur);
                 end = start + dur;
             }

@@ -1,7 +1,6 @@
 //! The boundary with symphonia: probing, containing its panics, and mapping its errors and codec
 //! ids onto ours.
 
-use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use symphonia::core::codecs::audio::well_known as ids;
@@ -9,7 +8,7 @@ use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, Track};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
@@ -17,8 +16,8 @@ use crate::ingest::panic_message;
 
 /// Probes the file's content (symphonia 0.6 ignores hints). Metadata ahead of the stream (ID3v2)
 /// is handed to the format reader and comes first in its metadata log.
-pub(super) fn probe(file: File) -> Result<Box<dyn FormatReader>, DecodeError> {
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+pub(super) fn probe(source: Box<dyn MediaSource>) -> Result<Box<dyn FormatReader>, DecodeError> {
+    let mss = MediaSourceStream::new(source, Default::default());
     let (probe, fmt_opts) = (symphonia::default::get_probe(), FormatOptions::default());
     let probed = guard(|| probe.probe(&Hint::new(), mss, fmt_opts, MetadataOptions::default()))?;
     probed.map_err(|e| match e {
