@@ -21,6 +21,7 @@ mod symphonia_glue;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod track_choice;
 mod wave_repair;
 
 use std::fs::File;
@@ -158,6 +159,8 @@ pub struct SourceDecoder {
     exact_frames: Option<u64>,
     /// The duration cap, in frames, enforced while decoding too (headers may not say).
     max_frames: u64,
+    /// The channel cap, enforced on every decoded packet (a chained section may differ).
+    max_channels: u32,
     /// Whether the packets' trim fields come from what the file states. symphonia's MP3 reader
     /// also trims to a frame count it estimates from the first frames' mean size when the file
     /// has no LAME tag, which cuts a VBR file short by any amount; those trims are ignored.
@@ -209,8 +212,9 @@ impl SourceDecoder {
         // symphonia's WAV reader overflows (a panic in debug builds) on absurd header values.
         header_check::check_header(&mut file, options)?;
         let wav_info = riff_info::read_wav_info(&mut file)?;
+        let ogg_order = track_choice::ogg_start_order(&mut file)?;
         let mut reader = probe(wave_repair::open(file)?)?;
-        let Some(track) = reader.default_track(TrackType::Audio).cloned() else {
+        let Some(track) = track_choice::choose_audio_track(reader.as_ref(), &ogg_order) else {
             let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
             let unknown = unknown.map(|p| DecodeError::UnsupportedCodec(codec_name(p.codec)));
             return Err(unknown.unwrap_or(DecodeError::NoAudioTrack));
@@ -299,6 +303,7 @@ impl SourceDecoder {
             cover,
             exact_frames: track.num_frames.filter(|&n| exact && n > 0),
             max_frames,
+            max_channels: options.max_channels,
             stated_trim,
             skip,
             remaining,
@@ -350,9 +355,8 @@ impl SourceDecoder {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return self.finish(),
                 Err(SymError::ResetRequired) => {
-                    return Err(DecodeError::Malformed(
-                        "the stream changes format mid-way".into(),
-                    ));
+                    self.next_section()?;
+                    continue;
                 }
                 Err(e) => return Err(sym_error(e)),
             };
@@ -387,7 +391,7 @@ impl SourceDecoder {
             };
             bad = 0;
             let n = self.planes.len();
-            if rate != self.info.sample_rate || n == 0 || n > self.info.channels as usize {
+            if rate != self.info.sample_rate || n == 0 || n > self.max_channels as usize {
                 let msg = format!("the stream changes to {rate} Hz, {n} channels mid-way");
                 return Err(DecodeError::Malformed(msg));
             }
@@ -429,6 +433,31 @@ impl SourceDecoder {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// A chained Ogg file (RFC 3533 4: complete streams one after another, each with its own
+    /// headers) makes symphonia ask for a reset where a new section starts. The section joins the
+    /// track, as ffmpeg joins it: the decoder is made anew for the section's first decodable audio
+    /// stream. A section at another sample rate cannot (the track has one rate): that is an error
+    /// naming both rates, where ffmpeg would resample it.
+    fn next_section(&mut self) -> Result<(), DecodeError> {
+        let track = track_choice::choose_audio_track(self.reader.as_ref(), &[]);
+        let params = track.as_ref().and_then(audio_params);
+        let (Some(track), Some(params)) = (track.as_ref(), params) else {
+            let msg = "a chained section of the file has no audio stream".to_string();
+            return Err(DecodeError::Malformed(msg));
+        };
+        let rate = self.info.sample_rate;
+        if let Some(other) = params.sample_rate.filter(|&r| r != rate) {
+            return Err(DecodeError::Malformed(format!(
+                "a chained section of the file changes the sample rate from {rate} to {other} Hz"
+            )));
+        }
+        let registry = symphonia::default::get_codecs();
+        let opts = AudioDecoderOptions::default().gapless(true);
+        self.decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
+        self.track_id = track.id;
+        Ok(())
     }
 
     /// End of stream: a stream shorter than its reliable header announced is truncated.

@@ -21,7 +21,10 @@ pub(super) fn ffmpeg(dir: &Path, name: &str, args: &str, extra: &[&str]) -> Path
     path
 }
 
-fn decode_with(path: &Path, opts: &DecodeOptions) -> Result<(SourceInfo, Vec<f32>), DecodeError> {
+pub(super) fn decode_with(
+    path: &Path,
+    opts: &DecodeOptions,
+) -> Result<(SourceInfo, Vec<f32>), DecodeError> {
     let mut decoder = SourceDecoder::open(path, opts)?;
     let mut pcm = Vec::new();
     while let Some(chunk) = decoder.next_chunk()? {
@@ -31,7 +34,7 @@ fn decode_with(path: &Path, opts: &DecodeOptions) -> Result<(SourceInfo, Vec<f32
     Ok((decoder.info().clone(), pcm))
 }
 
-fn decode(path: &Path) -> (SourceInfo, Vec<f32>) {
+pub(super) fn decode(path: &Path) -> (SourceInfo, Vec<f32>) {
     decode_with(path, &DecodeOptions::default()).unwrap()
 }
 
