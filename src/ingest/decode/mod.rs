@@ -9,12 +9,13 @@
 //!
 //! This module holds the public types and the packet loop. The parts with a subject of their own
 //! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
-//! symphonia sees the file), `wave_repair` (WAV size fields that are not the truth),
+//! symphonia sees the file), `iff_repair` (WAV and AIFF size fields that are not the truth),
 //! `symphonia_glue` (probing, panic containment, error mapping), `tags`
 //! (tags and cover art), `mp4_gapless` (MP4 priming trim) and `downmix` (channels to stereo).
 
 mod downmix;
 mod header_check;
+mod iff_repair;
 mod mp4_gapless;
 mod riff_info;
 mod symphonia_glue;
@@ -22,7 +23,6 @@ mod tags;
 #[cfg(test)]
 mod tests;
 mod track_choice;
-mod wave_repair;
 
 use std::fs::File;
 use std::path::Path;
@@ -213,7 +213,7 @@ impl SourceDecoder {
         header_check::check_header(&mut file, options)?;
         let wav_info = riff_info::read_wav_info(&mut file)?;
         let ogg_order = track_choice::ogg_start_order(&mut file)?;
-        let mut reader = probe(wave_repair::open(file)?)?;
+        let mut reader = probe(iff_repair::open(file)?)?;
         let Some(track) = track_choice::choose_audio_track(reader.as_ref(), &ogg_order) else {
             let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
             let unknown = unknown.map(|p| DecodeError::UnsupportedCodec(codec_name(p.codec)));

@@ -254,7 +254,7 @@ fn bad_inputs_are_errors_not_panics() {
         };
         assert!(expected, "{name}: {err:?}");
     }
-    // A WAV cut short is read to its end, as ffmpeg reads it (wave_repair.rs).
+    // A WAV cut short is read to its end, as ffmpeg reads it (iff_repair.rs).
     let cut = dir.path().join("cut.wav");
     std::fs::write(&cut, &wav_header(2, 44100)[..60]).unwrap();
     assert_eq!(

@@ -1,4 +1,4 @@
-//! WAV files whose size fields are not the truth, read the way ffmpeg and sox read them.
+//! WAV and AIFF files whose size fields are not the truth, read the way ffmpeg and sox read them.
 //!
 //! Many writers cannot know the length when they start: ffmpeg and sox writing to a pipe leave
 //! the RIFF and `data` sizes at a placeholder (`0xFFFFFFFF`, or 0), a recorder that died leaves
@@ -8,12 +8,17 @@
 //! with "riff: chunk length exceeds parent (list) chunk length", an unknown `data` size reads a
 //! last packet past the end of the file ("unexpected end of file"), and RF64 is not recognised.
 //!
-//! Rather than fork the reader, the file is handed to symphonia through [`RepairedWave`], a view
+//! Rather than fork the reader, the file is handed to symphonia through [`RepairedSource`], a view
 //! of the file whose size fields are replaced by the truth: the `data` chunk runs to the end of
 //! the file (or to the `ds64` size, when that is smaller), in whole blocks, and the RIFF size
-//! covers it. The bytes of the audio are never touched. Upstream-ready report (symphonia-format-
-//! riff 0.6.1): `ffmpeg -f lavfi -i sine -t 1 -f wav - > pipe.wav` (sizes 0xFFFFFFFF) fails
-//! with "unexpected end of file"; the same with both sizes set to 0, and `-rf64 always`, too.
+//! covers it. An AIFF cut short gets the same treatment for its `FORM` and `SSND` sizes. A `LIST`
+//! chunk ahead of the audio is shown as `JUNK` (skipped): symphonia pads an odd-sized chunk inside
+//! it and then the list again, losing the chunk grid when a writer left out the inner pad byte
+//! (the INFO tags are read by `riff_info` from the file itself). The bytes of the audio are never
+//! touched. Upstream-ready report (symphonia-format-riff 0.6.1): `ffmpeg -f lavfi -i sine -t 1
+//! -f wav - > pipe.wav` (sizes 0xFFFFFFFF) fails with "unexpected end of file"; the same with
+//! both sizes set to 0 ("invalid riff length"), `-rf64 always` ("not a recognized audio file"),
+//! and any WAV or AIFF cut short ("unexpected end of file").
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -33,26 +38,75 @@ struct Patch {
 }
 
 /// The file as symphonia should see it: the same bytes but for a few corrected header fields.
-pub(super) struct RepairedWave {
+pub(super) struct RepairedSource {
     file: File,
     patches: Vec<Patch>,
     len: u64,
 }
 
-/// Wraps `file` (positioned at its start) in a [`RepairedWave`] when it is a RIFF, RF64 or
-/// BW64 WAVE file whose sizes need repair; any other file is returned as it is.
+/// Wraps `file` (positioned at its start) in a [`RepairedSource`] when it is a RIFF, RF64 or
+/// BW64 WAVE file or an AIFF whose header needs repair; any other file is returned as it is.
 pub(super) fn open(mut file: File) -> io::Result<Box<dyn MediaSource>> {
     let len = file.metadata()?.len();
-    let patches = wave_patches(&mut file, len)?;
+    let mut patches = wave_patches(&mut file, len)?;
+    patches.extend(aiff_patches(&mut file, len)?);
     file.rewind()?;
     if patches.is_empty() {
         return Ok(Box::new(file));
     }
-    tracing::warn!(
-        "the WAV header's sizes do not match the file (a placeholder, a streamed or an RF64 \
-         file): reading the audio to the end of the file, as ffmpeg does"
-    );
-    Ok(Box::new(RepairedWave { file, patches, len }))
+    if patches.iter().any(|p| p.bytes != *b"JUNK") {
+        tracing::warn!(
+            "the header's sizes do not match the file (a placeholder, a streamed, cut or RF64 \
+             file): reading the audio to the end of the file, as ffmpeg does"
+        );
+    }
+    Ok(Box::new(RepairedSource { file, patches, len }))
+}
+
+/// The patches that make the `FORM` and `SSND` sizes of the AIFF or AIFF-C file in `file`
+/// (`len` bytes) fit the file; none when they do or when it is not an AIFF.
+fn aiff_patches(file: &mut File, len: u64) -> io::Result<Vec<Patch>> {
+    let mut head = [0; 12];
+    if read_at(file, 0, &mut head)?.is_none()
+        || &head[..4] != b"FORM"
+        || !matches!(&head[8..], b"AIFF" | b"AIFC")
+    {
+        return Ok(Vec::new());
+    }
+    let form_size = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let mut patches = Vec::new();
+    let mut at = 12u64;
+    for _ in 0..MAX_CHUNKS_BEFORE_DATA {
+        let mut header = [0; 8];
+        if read_at(file, at, &mut header)?.is_none() {
+            break;
+        }
+        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let body = at + 8;
+        if &header[..4] == b"SSND" {
+            let available = len.saturating_sub(body);
+            if u64::from(size) > available {
+                let fits = u32::try_from(available).unwrap_or(u32::MAX);
+                patches.push(Patch {
+                    at: at + 4,
+                    bytes: fits.to_be_bytes(),
+                });
+            }
+            // The FORM size counts from offset 8 and must cover the sound data, within the file.
+            let needed = body + u64::from(size).min(available) - 8;
+            let form = u64::from(form_size);
+            if form > len.saturating_sub(8) || form < needed {
+                let fits = u32::try_from(len.saturating_sub(8)).unwrap_or(u32::MAX);
+                patches.push(Patch {
+                    at: 4,
+                    bytes: fits.to_be_bytes(),
+                });
+            }
+            break;
+        }
+        at = body + u64::from(size) + u64::from(size % 2);
+    }
+    Ok(patches)
 }
 
 /// The patches that make the header of the WAVE file in `file` (`len` bytes) tell the truth;
@@ -83,6 +137,10 @@ fn wave_patches(file: &mut File, len: u64) -> io::Result<Vec<Patch>> {
         let size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let body = at + 8;
         match &header[..4] {
+            b"LIST" => patches.push(Patch {
+                at,
+                bytes: *b"JUNK",
+            }),
             b"fmt " => {
                 let mut fmt = [0; 14];
                 if read_at(file, body, &mut fmt)?.is_some() {
@@ -142,7 +200,7 @@ fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> io::Result<Option<()>> {
     }
 }
 
-impl Read for RepairedWave {
+impl Read for RepairedSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let start = self.file.stream_position()?;
         let n = self.file.read(buf)?;
@@ -158,13 +216,13 @@ impl Read for RepairedWave {
     }
 }
 
-impl Seek for RepairedWave {
+impl Seek for RepairedSource {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         self.file.seek(pos)
     }
 }
 
-impl MediaSource for RepairedWave {
+impl MediaSource for RepairedSource {
     fn is_seekable(&self) -> bool {
         true
     }
@@ -227,6 +285,37 @@ mod tests {
     }
 
     #[test]
+    fn aiff_cut_short_and_odd_list_chunks_decode_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let aiff = std::fs::read(ffmpeg(dir.path(), "a.aiff", SINE, &[])).unwrap();
+        let cut = dir.path().join("cut.aiff");
+        std::fs::write(&cut, &aiff[..aiff.len() - 1001]).unwrap();
+        assert_eq!(
+            frames(&cut),
+            Ok(44_100 - 501),
+            "mono 16-bit: 2 bytes a frame"
+        );
+
+        // A LIST whose odd-sized INFO entry lacks its pad byte (the list itself is padded).
+        let wav = std::fs::read(ffmpeg(dir.path(), "b.wav", SINE, &["-bitexact"])).unwrap();
+        let list = [
+            &b"LIST"[..],
+            &15u32.to_le_bytes(),
+            b"INFOINAM",
+            &3u32.to_le_bytes(),
+            b"abc",
+            &[0],
+        ]
+        .concat();
+        let mut odd = [&wav[..36], &list, &wav[36..]].concat();
+        let riff = u32::try_from(odd.len() - 8).unwrap();
+        odd[4..8].copy_from_slice(&riff.to_le_bytes());
+        let path = dir.path().join("odd-list.wav");
+        std::fs::write(&path, odd).unwrap();
+        assert_eq!(frames(&path), Ok(44_100));
+    }
+
+    #[test]
     fn rf64_and_bext_files_decode_whole() {
         let dir = tempfile::tempdir().unwrap();
         for (name, extra) in [
@@ -242,10 +331,16 @@ mod tests {
     #[test]
     fn correct_and_foreign_files_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
+        // Only ffmpeg's LIST chunk is shown as JUNK; no size changes.
         let good = ffmpeg(dir.path(), "good.wav", SINE, &[]);
         let mut file = File::open(&good).unwrap();
         let len = file.metadata().unwrap().len();
-        assert_eq!(wave_patches(&mut file, len).unwrap(), Vec::new());
+        let patches = wave_patches(&mut file, len).unwrap();
+        assert!(patches.iter().all(|p| p.bytes == *b"JUNK"), "{patches:?}");
+        let aiff = ffmpeg(dir.path(), "good.aiff", SINE, &[]);
+        let mut file = File::open(&aiff).unwrap();
+        let len = file.metadata().unwrap().len();
+        assert_eq!(aiff_patches(&mut file, len).unwrap(), Vec::new());
         let flac = ffmpeg(dir.path(), "a.flac", SINE, &[]);
         let mut file = File::open(&flac).unwrap();
         let len = file.metadata().unwrap().len();
