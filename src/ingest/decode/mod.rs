@@ -9,14 +9,16 @@
 //!
 //! This module holds the public types and the packet loop. The parts with a subject of their own
 //! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
-//! symphonia sees the file), `iff_repair` (WAV and AIFF size fields that are not the truth),
+//! symphonia sees the file), `repair` (WAV and AIFF size fields that are not the truth, tags after FLAC),
 //! `symphonia_glue` (probing, panic containment, error mapping), `tags`
-//! (tags and cover art), `mp4_gapless` (MP4 priming trim) and `downmix` (channels to stereo).
+//! (tags and cover art), `track_choice` (which audio track), `mp4_gapless` (MP4 priming trim),
+//! `flac_end` (a wrong STREAMINFO total or a cut file) and `downmix` (channels to stereo).
 
 mod downmix;
+mod flac_end;
 mod header_check;
-mod iff_repair;
 mod mp4_gapless;
+mod repair;
 mod riff_info;
 mod symphonia_glue;
 mod tags;
@@ -157,14 +159,25 @@ pub struct SourceDecoder {
     cover: Option<CoverArt>,
     /// Frames the stream must reach where the header is reliable (FLAC, WAV, AIFF).
     exact_frames: Option<u64>,
+    /// For FLAC, the bytes of frames read: a whole file with a wrong total is read past.
+    flac_end: Option<flac_end::FlacEnd>,
     /// The duration cap, in frames, enforced while decoding too (headers may not say).
     max_frames: u64,
     /// The channel cap, enforced on every decoded packet (a chained section may differ).
     max_channels: u32,
-    /// Whether the packets' trim fields come from what the file states. symphonia's MP3 reader
-    /// also trims to a frame count it estimates from the first frames' mean size when the file
-    /// has no LAME tag, which cuts a VBR file short by any amount; those trims are ignored.
-    stated_trim: bool,
+    /// Whether the packets' end trims are applied. symphonia's MP3 reader trims to a frame count
+    /// (the Xing header's, or without one an estimate from the first frames' mean size, which cuts
+    /// a VBR file short by any amount); MPEG audio is trimmed as ffmpeg trims it instead: the LAME
+    /// tag's delay at the start, its padding at the real end of the stream ([`Self::held`]).
+    packet_trims: bool,
+    /// Frames held back from the end of the output: the LAME padding, dropped at the end if the
+    /// stream ends where the Xing frame count says (as ffmpeg does), else released: a stream
+    /// that goes on (files joined) or stops early (cut) has other frames at its end.
+    hold: usize,
+    /// Frames (after the start trim, padding included) the stream holds if its header is right.
+    stated_end: Option<u64>,
+    /// The interleaved frames held back so far (at most `hold`).
+    held: Vec<f32>,
     /// Container-level gapless trim the decoder does not apply (MP4): frames to drop, to keep.
     skip: u64,
     remaining: Option<u64>,
@@ -213,7 +226,10 @@ impl SourceDecoder {
         header_check::check_header(&mut file, options)?;
         let wav_info = riff_info::read_wav_info(&mut file)?;
         let ogg_order = track_choice::ogg_start_order(&mut file)?;
-        let mut reader = probe(iff_repair::open(file)?)?;
+        let flac_end = flac_end::FlacEnd::open(&mut file)?;
+        let (source, shown_len) = repair::open(file, flac_end.is_some())?;
+        let flac_end = flac_end.map(|f| f.with_file_len(shown_len));
+        let mut reader = probe(source)?;
         let Some(track) = track_choice::choose_audio_track(reader.as_ref(), &ogg_order) else {
             let unknown = reader.first_track(TrackType::Audio).and_then(audio_params);
             let unknown = unknown.map(|p| DecodeError::UnsupportedCodec(codec_name(p.codec)));
@@ -264,16 +280,19 @@ impl SourceDecoder {
         {
             (skip, remaining, total_frames) = (delay, Some(keep), Some(keep));
         }
-        // Gapless trimming comes only from what the file states. For MP3 that is the LAME tag's
-        // delay and padding (what ffmpeg applies too); without one symphonia's frame count is an
-        // estimate (or a Xing/VBRI frame count ffmpeg does not trim to either): keep every frame.
+        // Gapless trimming comes only from what the file states. For MPEG audio that is the LAME
+        // tag's delay and padding, which ffmpeg applies too; a frame count is not a trim.
         let mpeg_audio = [
             fmts::FORMAT_ID_MP1,
             fmts::FORMAT_ID_MP2,
             fmts::FORMAT_ID_MP3,
         ];
-        let stated_trim =
-            !mpeg_audio.contains(&format) || track.delay.is_some() || track.padding.is_some();
+        let packet_trims = !mpeg_audio.contains(&format);
+        let hold = match packet_trims {
+            true => 0,
+            false => track.padding.unwrap_or(0) as usize,
+        };
+        let stated_end = track.num_frames.map(|n| n + hold as u64);
         let exact = matches!(
             format,
             fmts::FORMAT_ID_FLAC | fmts::FORMAT_ID_WAVE | fmts::FORMAT_ID_AIFF
@@ -302,9 +321,13 @@ impl SourceDecoder {
             tags,
             cover,
             exact_frames: track.num_frames.filter(|&n| exact && n > 0),
+            flac_end: flac_end.filter(|_| format == fmts::FORMAT_ID_FLAC),
             max_frames,
             max_channels: options.max_channels,
-            stated_trim,
+            packet_trims,
+            hold,
+            stated_end,
+            held: Vec::new(),
             skip,
             remaining,
             layout: None,
@@ -353,18 +376,35 @@ impl SourceDecoder {
         while self.remaining != Some(0) {
             let mut packet = match guard(|| self.reader.next_packet())? {
                 Ok(Some(packet)) => packet,
-                Ok(None) => return self.finish(),
+                Ok(None) => return self.end_of_stream(),
+                Err(SymError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof
+                        && self
+                            .flac_end
+                            .as_ref()
+                            .is_some_and(flac_end::FlacEnd::is_whole) =>
+                {
+                    let stated = self.exact_frames.take().unwrap_or_default();
+                    tracing::warn!(
+                        "STREAMINFO states {stated} samples but the whole file holds {}: \
+                         the header is wrong, every frame is kept",
+                        self.frames
+                    );
+                    return self.end_of_stream();
+                }
                 Err(SymError::ResetRequired) => {
                     self.next_section()?;
                     continue;
                 }
                 Err(e) => return Err(sym_error(e)),
             };
+            if let Some(flac) = self.flac_end.as_mut() {
+                flac.count(packet.data.len());
+            }
             if packet.track_id != self.track_id {
                 continue;
             }
-            if !self.stated_trim {
-                packet.trim_start = Duration::ZERO;
+            if !self.packet_trims {
                 packet.trim_end = Duration::ZERO;
             }
             let (decoder, planes) = (&mut self.decoder, &mut self.planes);
@@ -405,7 +445,7 @@ impl SourceDecoder {
             // through its duration. Then the container's delay and length.
             let (dur, trim) = (packet.dur.get() as usize, packet.trim_start.get() as usize);
             let (mut start, mut end) = (0, frames);
-            if self.stated_trim
+            if self.packet_trims
                 && frames > dur
                 && (dur > 0 || trim > 0 || !packet.trim_end.is_zero())
             {
@@ -423,7 +463,16 @@ impl SourceDecoder {
                 continue;
             }
             downmix::mix(&self.planes, &self.matrix, start..end, &mut self.out);
-            self.frames += (end - start) as u64;
+            if self.hold > 0 {
+                self.held.extend_from_slice(&self.out);
+                let release = self.held.len().saturating_sub(2 * self.hold);
+                self.out.clear();
+                self.out.extend(self.held.drain(..release));
+                if self.out.is_empty() {
+                    continue;
+                }
+            }
+            self.frames += self.out.len() as u64 / 2;
             if self.frames > self.max_frames {
                 let max = self.max_frames / u64::from(self.info.sample_rate);
                 return Err(DecodeError::Limit(format!(
@@ -458,6 +507,21 @@ impl SourceDecoder {
         self.decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
         self.track_id = track.id;
         Ok(())
+    }
+
+    /// End of stream: the held-back frames are padding only if the stream ends where its header
+    /// says; otherwise they are released as the last chunk. Then [`Self::finish`].
+    fn end_of_stream(&mut self) -> Result<bool, DecodeError> {
+        let held = self.held.len() as u64 / 2;
+        if held == 0 || Some(self.frames + held) == self.stated_end {
+            self.held.clear();
+            return self.finish();
+        }
+        std::mem::swap(&mut self.out, &mut self.held);
+        self.held.clear();
+        self.hold = 0;
+        self.frames += held;
+        Ok(true)
     }
 
     /// End of stream: a stream shorter than its reliable header announced is truncated.

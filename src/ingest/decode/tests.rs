@@ -342,7 +342,7 @@ pub(super) fn ffmpeg_frames(path: &Path) -> u64 {
 }
 
 #[test]
-fn mp3_without_a_lame_tag_keeps_every_frame() {
+fn mp3_is_trimmed_only_as_its_lame_tag_states() {
     let dir = tempfile::tempdir().unwrap();
     // Loud noise then a quiet tone: the first frames are large, so symphonia's estimate of the
     // frame count from their mean size is far too low. Its estimate must not cut the file.
@@ -355,10 +355,18 @@ fn mp3_without_a_lame_tag_keeps_every_frame() {
         ("vbr-lame.mp3", vbr_input, "-q:a 2"),
         ("cbr-lame.mp3", CHIRP, "-b:a 128k"),
     ];
+    let mut made = Vec::new();
     for (name, input, codec) in cases {
         let args = format!("{input} -c:a libmp3lame {codec} -id3v2_version 0");
-        let path = ffmpeg(dir.path(), name, &args, &[]);
+        made.push(ffmpeg(dir.path(), name, &args, &[]));
+    }
+    // Two files joined (as MP3 joiners do): the first one's LAME tag is no end for the whole.
+    let joined = dir.path().join("joined.mp3");
+    let [first, second] = [&made[2], &made[0]].map(|p| std::fs::read(p).unwrap());
+    std::fs::write(&joined, [first, second].concat()).unwrap();
+    made.push(joined);
+    for path in made {
         let (_, pcm) = decode(&path);
-        assert_eq!(pcm.len() as u64 / 2, ffmpeg_frames(&path), "{name}");
+        assert_eq!(pcm.len() as u64 / 2, ffmpeg_frames(&path), "{path:?}");
     }
 }

@@ -1,4 +1,5 @@
-//! WAV and AIFF files whose size fields are not the truth, read the way ffmpeg and sox read them.
+//! The file as symphonia should see it: WAV and AIFF files whose size fields are not the truth,
+//! read the way ffmpeg and sox read them, and FLAC files with tags appended.
 //!
 //! Many writers cannot know the length when they start: ffmpeg and sox writing to a pipe leave
 //! the RIFF and `data` sizes at a placeholder (`0xFFFFFFFF`, or 0), a recorder that died leaves
@@ -15,7 +16,11 @@
 //! chunk ahead of the audio is shown as `JUNK` (skipped): symphonia pads an odd-sized chunk inside
 //! it and then the list again, losing the chunk grid when a writer left out the inner pad byte
 //! (the INFO tags are read by `riff_info` from the file itself). The bytes of the audio are never
-//! touched. Upstream-ready report (symphonia-format-riff 0.6.1): `ffmpeg -f lavfi -i sine -t 1
+//! touched. A FLAC file with an ID3v1 or APEv2 tag appended (taggers that treat every file as an
+//! MP3 do it) is shown without the tag: symphonia's FLAC reader takes the tag for the start of a
+//! frame, drops the real last frame with it, and then fails short of STREAMINFO's total. Upstream-
+//! ready reports (symphonia-bundle-flac 0.6.1): append `TAG` and 125 spaces to a good FLAC file;
+//! it fails with "unexpected end of file". (symphonia-format-riff 0.6.1): (symphonia-format-riff 0.6.1): `ffmpeg -f lavfi -i sine -t 1
 //! -f wav - > pipe.wav` (sizes 0xFFFFFFFF) fails with "unexpected end of file"; the same with
 //! both sizes set to 0 ("invalid riff length"), `-rf64 always` ("not a recognized audio file"),
 //! and any WAV or AIFF cut short ("unexpected end of file").
@@ -41,18 +46,24 @@ struct Patch {
 pub(super) struct RepairedSource {
     file: File,
     patches: Vec<Patch>,
+    /// The length shown: the file's, less any tags appended to a FLAC file.
     len: u64,
 }
 
 /// Wraps `file` (positioned at its start) in a [`RepairedSource`] when it is a RIFF, RF64 or
-/// BW64 WAVE file or an AIFF whose header needs repair; any other file is returned as it is.
-pub(super) fn open(mut file: File) -> io::Result<Box<dyn MediaSource>> {
+/// BW64 WAVE file or an AIFF whose header needs repair, or a FLAC file (`flac`) with tags
+/// appended; any other file is returned as it is. Also returns the length shown, in bytes.
+pub(super) fn open(mut file: File, flac: bool) -> io::Result<(Box<dyn MediaSource>, u64)> {
     let len = file.metadata()?.len();
     let mut patches = wave_patches(&mut file, len)?;
     patches.extend(aiff_patches(&mut file, len)?);
+    let shown = match flac {
+        true => len - appended_tags_len(&mut file, len)?,
+        false => len,
+    };
     file.rewind()?;
-    if patches.is_empty() {
-        return Ok(Box::new(file));
+    if patches.is_empty() && shown == len {
+        return Ok((Box::new(file), len));
     }
     if patches.iter().any(|p| p.bytes != *b"JUNK") {
         tracing::warn!(
@@ -60,7 +71,38 @@ pub(super) fn open(mut file: File) -> io::Result<Box<dyn MediaSource>> {
              file): reading the audio to the end of the file, as ffmpeg does"
         );
     }
-    Ok(Box::new(RepairedSource { file, patches, len }))
+    let source = RepairedSource {
+        file,
+        patches,
+        len: shown,
+    };
+    Ok((Box::new(source), shown))
+}
+
+/// Bytes of the tags appended to the end of `file` (`len` bytes): an ID3v1 tag (128 bytes
+/// starting `TAG`) and, before it or alone, an APEv2 tag (its 32-byte footer starts
+/// `APETAGEX`; its size counts the items and the footer, plus a 32-byte header when flagged).
+fn appended_tags_len(file: &mut File, len: u64) -> io::Result<u64> {
+    let mut tags = 0;
+    let mut id3v1 = [0; 3];
+    if len >= 128 && read_at(file, len - 128, &mut id3v1)?.is_some() && &id3v1 == b"TAG" {
+        tags = 128;
+    }
+    let mut footer = [0; 32];
+    if let Some(at) = (len - tags).checked_sub(32)
+        && read_at(file, at, &mut footer)?.is_some()
+        && footer.starts_with(b"APETAGEX")
+    {
+        let size = u64::from(u32::from_le_bytes([
+            footer[12], footer[13], footer[14], footer[15],
+        ]));
+        let flags = u32::from_le_bytes([footer[20], footer[21], footer[22], footer[23]]);
+        let header = if flags & 0x8000_0000 != 0 { 32 } else { 0 };
+        if size + header <= len - tags {
+            tags += size + header;
+        }
+    }
+    Ok(tags)
 }
 
 /// The patches that make the `FORM` and `SSND` sizes of the AIFF or AIFF-C file in `file`
@@ -203,7 +245,9 @@ fn read_at(file: &mut File, at: u64, buf: &mut [u8]) -> io::Result<Option<()>> {
 impl Read for RepairedSource {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let start = self.file.stream_position()?;
-        let n = self.file.read(buf)?;
+        let shown = usize::try_from(self.len.saturating_sub(start)).unwrap_or(usize::MAX);
+        let n = buf.len().min(shown);
+        let n = self.file.read(&mut buf[..n])?;
         for patch in &self.patches {
             for (i, byte) in patch.bytes.iter().enumerate() {
                 let at = patch.at + i as u64;
@@ -218,7 +262,16 @@ impl Read for RepairedSource {
 
 impl Seek for RepairedSource {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.file.seek(pos)
+        match pos {
+            // The end is the end shown.
+            SeekFrom::End(offset) => {
+                let to = self.len.checked_add_signed(offset).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+                })?;
+                self.file.seek(SeekFrom::Start(to))
+            }
+            pos => self.file.seek(pos),
+        }
     }
 }
 
