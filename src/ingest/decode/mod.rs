@@ -240,7 +240,11 @@ impl SourceDecoder {
         // Limits, before any decoder sizes its buffers by these values. What the container leaves
         // out comes from the decoder: ffmpeg writes rate 0 for AAC above 65535 Hz in MP4, where
         // the rate is then only in the AudioSpecificConfig.
-        let container_channels = params.channels.as_ref().map(Channels::count);
+        let container_channels = params
+            .channels
+            .as_ref()
+            .map(Channels::count)
+            .filter(|&n| n > 0);
         let container_rate = params.sample_rate.filter(|&rate| rate > 0);
         if let Some(channels) = container_channels {
             options.check_channels(channels)?;
@@ -257,7 +261,13 @@ impl SourceDecoder {
         let decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
         let decoded = decoder.codec_params();
         let channels = container_channels.or(decoded.channels.as_ref().map(Channels::count));
-        let channels = options.check_channels(channels.unwrap_or(0))?;
+        // symphonia 0.6.1's MP4 reader states no channels for MP3 in MP4 (ffmpeg reads them from
+        // the first frame): a known gap, refused with a message that says so.
+        let channels = channels.filter(|&n| n > 0).ok_or_else(|| {
+            let codec = codec_name(params.codec);
+            DecodeError::UnsupportedCodec(format!("{codec} with no channel count in the container"))
+        })?;
+        let channels = options.check_channels(channels)?;
         let rate = container_rate.or(decoded.sample_rate);
         let rate =
             rate.ok_or_else(|| DecodeError::Limit("the sample rate is not specified".into()))?;
