@@ -23,7 +23,8 @@
 //! up to [`GST_HLS_ONE_SEGMENT_ATTEMPTS`] times, and every run that completes must be exact.
 //!
 //! Needs `vlc` (run as user `nobody` when the test runs as root: VLC refuses root), `mpv`,
-//! `gstreamer1.0-tools`, `gstreamer1.0-plugins-{base,good,bad}`, `gstreamer1.0-libav`, and for
+//! `gstreamer1.0-tools`, `gstreamer1.0-plugins-{base,good}` (adaptivedemux2 is in -good in
+//! Debian 12), `gstreamer1.0-libav`, and for
 //! the Chromium case node, `npm ci` in tests/peers and `chromium`.
 
 mod common;
@@ -101,8 +102,8 @@ impl Player {
                     "apt-get install gstreamer1.0-tools",
                 );
                 for (element, package) in [
-                    ("hlsdemux2", "gstreamer1.0-plugins-bad"),
-                    ("dashdemux2", "gstreamer1.0-plugins-bad"),
+                    ("hlsdemux2", "gstreamer1.0-plugins-good"),
+                    ("dashdemux2", "gstreamer1.0-plugins-good"),
                     ("avdec_aac", "gstreamer1.0-libav"),
                     ("wavenc", "gstreamer1.0-plugins-good"),
                 ] {
