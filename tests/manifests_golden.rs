@@ -102,8 +102,14 @@ fn master_playlist_matches_golden() {
     let text = render_master_playlist(&record());
     check_golden("master.m3u8", &text);
     let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("m3u8-rs parses it");
-    assert_eq!(parsed.variants.len(), 3);
-    assert_eq!(parsed.variants[0].codecs.as_deref(), Some("mp4a.40.5"));
+    // One switching set per AAC profile: the master lists the AAC-LC set only (see
+    // src/manifest/mod.rs), lowest bitrate first.
+    let codecs: Vec<_> = parsed
+        .variants
+        .iter()
+        .map(|v| v.codecs.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(codecs, ["mp4a.40.2", "mp4a.40.2"]);
 }
 
 #[test]
@@ -130,4 +136,18 @@ fn media_playlist_matches_golden_and_is_sample_exact() {
 #[test]
 fn mpd_matches_golden() {
     check_golden("manifest.mpd", &render_mpd(&record()));
+}
+
+#[test]
+fn each_aac_profile_is_its_own_switching_set_aac_lc_first() {
+    let r = record();
+    let sets: Vec<Vec<&str>> = segue::manifest::switching_sets(&r)
+        .iter()
+        .map(|set| set.iter().map(|x| x.id.as_str()).collect())
+        .collect();
+    assert_eq!(
+        sets,
+        [vec!["aac-lc-128k", "aac-lc-256k"], vec!["he-aac-64k"]],
+        "AAC-LC first, each profile apart, ladder order within"
+    );
 }

@@ -170,6 +170,7 @@ fn run_players(track: &TrackUrls, case_timeout_ms: u64) -> serde_json::Value {
         .arg("players.mjs")
         .args(["--hls", &track.hls, "--dash", &track.dash])
         .args(["--low", &track.low_dir, "--high", &track.high_dir])
+        .args(["--hls-low", &hls_low_dir(track)])
         .args(["--cases", &cases.join(",")])
         .args(["--case-timeout-ms", &case_timeout_ms.to_string()]);
     let out = run_bounded(node, RUN_LIMIT);
@@ -185,6 +186,23 @@ fn run_players(track: &TrackUrls, case_timeout_ms: u64) -> serde_json::Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// The rendition directory of the master playlist's first variant (its lowest bitrate): the
+/// master lists the AAC-LC switching set only (src/manifest/mod.rs), so its lowest rendition
+/// is not the track's lowest (HE-AAC, in the MPD). The track's lowest when the master cannot
+/// be read (the refused cases, where nothing plays).
+fn hls_low_dir(track: &TrackUrls) -> String {
+    let resp = http_get(&track.hls, &[]);
+    if resp.status != 200 {
+        return track.low_dir.clone();
+    }
+    let text = resp.text();
+    let first = text
+        .lines()
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or_else(|| panic!("no variant in the master playlist {}:\n{text}", track.hls));
+    first.split('/').next().unwrap_or_default().to_string()
 }
 
 /// Each of [`CASES`] with its result in `summary`.

@@ -1,13 +1,16 @@
-//! The DASH MPD (ISO/IEC 23009-1): one audio AdaptationSet, a Representation per rendition,
-//! and one SegmentTemplate with an exact SegmentTimeline shared by all of them (segments are
-//! aligned across renditions, so one timeline describes every one).
+//! The DASH MPD (ISO/IEC 23009-1): one audio AdaptationSet per switching set (one AAC
+//! profile each, AAC-LC first, linked for adaptation set switching; why: see [`super`]), a
+//! Representation per rendition, and in each set one SegmentTemplate with an exact
+//! SegmentTimeline shared by its Representations (segments are aligned across renditions, so
+//! one timeline describes every one).
 //!
 //! Written by hand: the one maintained MPD crate (dash-mpd) always pulls in an HTTP client, and
 //! the document is small and fixed in shape. Every value inserted is escaped.
 
 use std::fmt::Write;
 
-use crate::catalog::TrackRecord;
+use super::switching_sets;
+use crate::catalog::{RenditionRecord, TrackRecord};
 
 /// Escapes text for an XML attribute or element.
 fn xml_escape(text: &str) -> String {
@@ -59,15 +62,46 @@ fn write_mpd(s: &mut String, track: &TrackRecord, total: u64) -> std::fmt::Resul
     writeln!(s, "    <Title>{}</Title>", xml_escape(&track.title))?;
     writeln!(s, "  </ProgramInformation>")?;
     writeln!(s, r#"  <Period id="0" start="PT0S">"#)?;
+    let sets = switching_sets(track);
+    for (id, set) in sets.iter().enumerate() {
+        let others: Vec<String> = (0..sets.len())
+            .filter(|&other| other != id)
+            .map(|other| other.to_string())
+            .collect();
+        write_adaptation_set(s, track, id, set, &others)?;
+    }
+    writeln!(s, "  </Period>")?;
+    writeln!(s, "</MPD>")
+}
+
+/// One AdaptationSet (a switching set of one AAC profile, see [`super`]) with id `id`, whose
+/// Representations may be switched to those of the sets `others` (`urn:mpeg:dash:
+/// adaptation-set-switching:2016`). Child elements in the order of the MPD schema
+/// (descriptors, then SegmentTemplate, then Representations).
+fn write_adaptation_set(
+    s: &mut String,
+    track: &TrackRecord,
+    id: usize,
+    set: &[&RenditionRecord],
+    others: &[String],
+) -> std::fmt::Result {
+    let rate = track.sample_rate;
     writeln!(
         s,
-        r#"    <AdaptationSet id="0" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">"#
+        r#"    <AdaptationSet id="{id}" contentType="audio" mimeType="audio/mp4" lang="und" segmentAlignment="true" startWithSAP="1">"#
     )?;
     writeln!(
         s,
         r#"      <AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="{}"/>"#,
         track.channels
     )?;
+    if !others.is_empty() {
+        writeln!(
+            s,
+            r#"      <SupplementalProperty schemeIdUri="urn:mpeg:dash:adaptation-set-switching:2016" value="{}"/>"#,
+            others.join(",")
+        )?;
+    }
     writeln!(
         s,
         r#"      <SegmentTemplate timescale="{rate}" initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number$.m4s" startNumber="1">"#
@@ -97,7 +131,7 @@ fn write_mpd(s: &mut String, track: &TrackRecord, total: u64) -> std::fmt::Resul
     }
     writeln!(s, "        </SegmentTimeline>")?;
     writeln!(s, "      </SegmentTemplate>")?;
-    for r in &track.renditions {
+    for r in set {
         writeln!(
             s,
             r#"      <Representation id="{}" bandwidth="{}" codecs="{}" audioSamplingRate="{rate}"/>"#,
@@ -106,9 +140,7 @@ fn write_mpd(s: &mut String, track: &TrackRecord, total: u64) -> std::fmt::Resul
             xml_escape(&r.codec)
         )?;
     }
-    writeln!(s, "    </AdaptationSet>")?;
-    writeln!(s, "  </Period>")?;
-    writeln!(s, "</MPD>")
+    writeln!(s, "    </AdaptationSet>")
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! HLS playlists (RFC 8216) written with m3u8-rs, following Apple's HLS Authoring
-//! Specification for audio: a master playlist with one variant per rendition (BANDWIDTH,
-//! AVERAGE-BANDWIDTH, exact CODECS) and a VOD media playlist per rendition with EXT-X-MAP.
+//! Specification for audio: a master playlist with one variant per rendition of the first
+//! switching set (BANDWIDTH, AVERAGE-BANDWIDTH, exact CODECS; why one set only: see
+//! [`super`]) and a VOD media playlist per rendition with EXT-X-MAP.
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, VariantStream};
 
+use super::switching_sets;
 use crate::catalog::{RenditionRecord, TrackRecord};
 use crate::units::{Ticks, extinf_seconds};
 
@@ -18,15 +20,18 @@ fn to_text(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The master playlist: one variant per rendition, lowest bitrate first (the first variant is
-/// where players without a bandwidth estimate start, which favours a fast start).
+/// The master playlist: one variant per rendition of the first switching set (AAC-LC), lowest
+/// bitrate first (the first variant is where players without a bandwidth estimate start,
+/// which favours a fast start). Variants of other profiles are left out: RFC 8216 4.3.4.2
+/// makes every variant of a master playlist one switching set, and a profile change within
+/// it costs VLC the first segment (see [`super`]).
 pub fn render_master_playlist(track: &TrackRecord) -> String {
+    let first_set = switching_sets(track).into_iter().next().unwrap_or_default();
     let playlist = MasterPlaylist {
         version: Some(HLS_VERSION),
         independent_segments: true,
-        variants: track
-            .renditions
-            .iter()
+        variants: first_set
+            .into_iter()
             .map(|r| VariantStream {
                 uri: format!("{}/{}", r.dir, r.playlist),
                 bandwidth: r.peak_bandwidth,

@@ -9,9 +9,11 @@
 // playhead has moved on, then does the same for the highest; it records every request, media
 // event and player error. Each case, and the whole run, has a hard deadline.
 //
-// Usage: node players.mjs --hls URL --dash URL --low DIR --high DIR [--cases LIST] [--case-timeout-ms N]
+// Usage: node players.mjs --hls URL --dash URL --low DIR --high DIR [--hls-low DIR] [--cases LIST] [--case-timeout-ms N]
 //   --low/--high: the rendition directory names (as in the segment URLs) of the lowest and
-//   highest bitrate; LIST: comma-separated of hls.js:hls, dash.js:dash, shaka:hls, shaka:dash.
+//   highest bitrate; --hls-low: the lowest in the HLS master playlist, when it lists fewer
+//   renditions than the MPD (default: --low); LIST: comma-separated of hls.js:hls,
+//   dash.js:dash, shaka:hls, shaka:dash.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,7 @@ const { values: opt } = parseArgs({
     hls: { type: 'string' },
     dash: { type: 'string' },
     low: { type: 'string' },
+    'hls-low': { type: 'string' },
     high: { type: 'string' },
     cases: { type: 'string', default: 'hls.js:hls,dash.js:dash,shaka:hls,shaka:dash' },
     'case-timeout-ms': { type: 'string', default: '30000' },
@@ -129,7 +132,8 @@ async function runCase(browser, pageOrigin, { player, protocol }, deadline) {
     await page.goto(url, { timeout: remaining() });
     let s = await until(`playback past ${SWITCH_AT_S} s`, (s) => s.currentTime >= SWITCH_AT_S);
     result.renditions = s.renditions;
-    for (const [which, dir] of [['lowest', opt.low], ['highest', opt.high]]) {
+    const low = protocol === 'hls' && opt['hls-low'] ? opt['hls-low'] : opt.low;
+    for (const [which, dir] of [['lowest', low], ['highest', opt.high]]) {
       if (result.failures.length || s.errors.length) break;
       const at = Date.now();
       const ct = s.currentTime;
