@@ -7,7 +7,6 @@
 //! an ID3v2 tag in front, a wrong STREAMINFO total or tags appended, AIFF-C and an AIFF cut
 //! short, a chained Ogg file, and AAC in MP4 with the moov at the end.
 
-#[allow(dead_code)]
 mod common;
 #[path = "corpus/compare.rs"]
 mod compare;

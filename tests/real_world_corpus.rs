@@ -14,7 +14,6 @@
 //! of `tests/ingest_e2e.rs`). Both must hold. Every mismatch is collected, the whole table is
 //! printed, and the test fails if any row is not covered by a rule of [`Rule`].
 
-#[allow(dead_code)]
 mod common;
 #[path = "corpus/compare.rs"]
 mod compare;
