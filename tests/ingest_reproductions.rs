@@ -2,7 +2,8 @@
 //! every file is compared with ffmpeg's decode to the sample, as the real-world corpus is
 //! (`tests/corpus/compare.rs`), and the few rightful differences must match a named rule.
 //! What the files are: MP3 without a Xing header (VBR, whose frame count symphonia estimated
-//! far too low, and CBR), MP3s joined and tagged at the end (APEv2, ID3v1), WAV files whose sizes
+//! far too low, and CBR), MP3s joined, tagged at the end (APEv2, ID3v1), with junk after the
+//! ID3v2 tag or cut inside a frame, WAV files whose sizes
 //! are placeholders, short, zero or RF64, or whose LIST chunk lacks an inner pad byte, FLAC with
 //! an ID3v2 tag in front, a wrong STREAMINFO total or tags appended, AIFF-C and an AIFF cut
 //! short, a chained Ogg file, and AAC in MP4 with the moov at the end.
@@ -111,6 +112,23 @@ fn issue_11_reproductions_ingest_to_ffmpegs_sample_count() {
     let id3v1 = [&b"TAG"[..], &[b' '; 125]].concat();
     let tail = [apev2_tag(), id3v1.clone()].concat();
     add(write("ape-id3v1.mp3", [&lame[..], &tail].concat()), None);
+    // Junk between the ID3v2 tag and the first frame; a LAME file cut inside its last frame.
+    let tagged = ffmpeg(
+        dir,
+        "id3.mp3",
+        &format!("{} -c:a libmp3lame -id3v2_version 3", sine(2.0)),
+    );
+    let tagged = std::fs::read(tagged).unwrap();
+    let id3_len = 10
+        + tagged[6..10]
+            .iter()
+            .fold(0, |n, &b| (n << 7) | usize::from(b));
+    let junk = [&tagged[..id3_len], &[0; 2000], &tagged[id3_len..]].concat();
+    add(write("junk-after-id3.mp3", junk), Some(88_200));
+    add(
+        write("cut-frame.mp3", lame[..lame.len() - 100].to_vec()),
+        None,
+    );
 
     // 2. WAV: RIFF size short of the data (by 4, and covering only `fmt `), ffmpeg writing to a
     // pipe (sizes 0xFFFFFFFF), sizes 0, RF64, a LIST entry without its pad byte.

@@ -77,6 +77,17 @@ pub(crate) enum Rule {
     /// layout; segue keeps each section's own granule trims, so the sum of the sections, which
     /// is the source's length. Only for files made here from a source of known length.
     FfmpegMiscountsOggChain,
+    /// An MP3 with junk between its ID3v2 tag and the first frame: ffmpeg skips the junk and,
+    /// with it, the LAME header frame, so it trims neither the delay nor the padding (a frame's
+    /// worth or more of extra samples); segue finds the LAME tag and ends at the source's
+    /// length. Only for files made here from a source of known length.
+    FfmpegMissesLameTagAfterJunk,
+    /// An MP3 cut inside its last frame: ffmpeg decodes the cut frame, filling the missing part
+    /// with silence, and trims the LAME padding as if the file were whole; symphonia drops the
+    /// cut frame, and segue, seeing the stream end short of the Xing frame count, keeps the
+    /// padding it held back. segue ends less than one frame (1152 samples) short of ffmpeg; the
+    /// audio it lacks was in the missing bytes.
+    Mp3CutFrameDropped,
 }
 
 impl Row {
@@ -131,6 +142,22 @@ impl Row {
                     && self.probe.format == "ogg" =>
             {
                 Some(Rule::FfmpegMiscountsOggChain)
+            }
+            (Ok(n), Segue::Ok { source_samples, .. })
+                if self.truth == Some(*source_samples)
+                    && *n > *source_samples
+                    && self.probe.codec == "mp3"
+                    && self.path.to_string_lossy().contains("junk") =>
+            {
+                Some(Rule::FfmpegMissesLameTagAfterJunk)
+            }
+            (Ok(n), Segue::Ok { source_samples, .. })
+                if *n > *source_samples
+                    && *n - *source_samples < 1152
+                    && self.probe.codec == "mp3"
+                    && self.path.to_string_lossy().contains("cut") =>
+            {
+                Some(Rule::Mp3CutFrameDropped)
             }
             _ => None,
         }
