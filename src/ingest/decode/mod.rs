@@ -10,7 +10,8 @@
 //! This module holds the public types and the packet loop. The parts with a subject of their own
 //! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
 //! symphonia sees the file), `repair` (WAV and AIFF size fields that are not the truth, tags after FLAC),
-//! `symphonia_glue` (probing, panic containment, error mapping), `tags`
+//! `symphonia_glue` (probing, panic containment, error mapping, the codec registry), `opus`
+//! (the Opus decoder symphonia lacks: libopus, with the pre-skip), `tags`
 //! (tags and cover art), `track_choice` (which audio track), `mp4_gapless` (MP4 priming trim),
 //! `flac_end` (a wrong STREAMINFO total or a cut file) and `downmix` (channels to stereo).
 
@@ -18,6 +19,9 @@ mod downmix;
 mod flac_end;
 mod header_check;
 mod mp4_gapless;
+mod opus;
+#[cfg(test)]
+mod opus_tests;
 mod repair;
 mod riff_info;
 mod symphonia_glue;
@@ -30,6 +34,7 @@ use std::fs::File;
 use std::path::Path;
 
 use symphonia::core::audio::Channels;
+use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::well_known as fmts;
@@ -252,7 +257,7 @@ impl SourceDecoder {
         if let Some(rate) = container_rate {
             options.check_rate(rate.into())?;
         }
-        let registry = symphonia::default::get_codecs();
+        let registry = symphonia_glue::codecs();
         if registry.get_audio_decoder(params.codec).is_none() {
             return Err(DecodeError::UnsupportedCodec(codec_name(params.codec)));
         }
@@ -283,6 +288,10 @@ impl SourceDecoder {
         tags.fill_from(wav_info);
         let format = reader.format_info().format;
         let (mut skip, mut remaining, mut total_frames) = (0, None, track.num_frames);
+        // An Ogg Opus stream's final granule position counts the pre-skip too (RFC 7845 4.2).
+        if format == fmts::FORMAT_ID_OGG && params.codec == CODEC_ID_OPUS {
+            total_frames = total_frames.map(|n| n.saturating_sub(track.delay.unwrap_or(0).into()));
+        }
         // symphonia's MP4 reader ignores the encoder delay (AAC priming): trim it here.
         if format == fmts::FORMAT_ID_ISOMP4
             && let Some(GaplessTrim { skip: delay, keep }) =
@@ -512,7 +521,7 @@ impl SourceDecoder {
                 "a chained section of the file changes the sample rate from {rate} to {other} Hz"
             )));
         }
-        let registry = symphonia::default::get_codecs();
+        let registry = symphonia_glue::codecs();
         let opts = AudioDecoderOptions::default().gapless(true);
         self.decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
         self.track_id = track.id;

@@ -2,9 +2,11 @@
 //! ids onto ours.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::LazyLock;
 
 use symphonia::core::codecs::audio::well_known as ids;
 use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters};
+use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, Track};
@@ -12,7 +14,21 @@ use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
+use super::opus::OpusDecoder;
 use crate::ingest::panic_message;
+
+/// The decoders this build has: symphonia's, and Opus through libopus (symphonia has none).
+static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
+    let mut registry = CodecRegistry::new();
+    symphonia::default::register_enabled_codecs(&mut registry);
+    registry.register_audio_decoder::<OpusDecoder>();
+    registry
+});
+
+/// The decoders this build has, in place of `symphonia::default::get_codecs`.
+pub(super) fn codecs() -> &'static CodecRegistry {
+    &CODECS
+}
 
 /// Probes the file's content (symphonia 0.6 ignores hints). Metadata ahead of the stream (ID3v2)
 /// is handed to the format reader and comes first in its metadata log.
@@ -54,12 +70,11 @@ pub(super) fn audio_params(track: &Track) -> Option<&AudioCodecParameters> {
 
 /// Short lowercase name of a codec, also for codecs this build cannot decode.
 pub(super) fn codec_name(id: AudioCodecId) -> String {
-    if let Some(registered) = symphonia::default::get_codecs().get_audio_decoder(id) {
+    if let Some(registered) = codecs().get_audio_decoder(id) {
         return registered.codec.info.short_name.to_ascii_lowercase();
     }
     // Codecs met in music libraries that this build cannot decode.
     let name = match id {
-        ids::CODEC_ID_OPUS => "opus",
         ids::CODEC_ID_MP2 => "mp2",
         ids::CODEC_ID_AC3 => "ac3",
         ids::CODEC_ID_EAC3 => "eac3",

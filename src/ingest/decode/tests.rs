@@ -39,7 +39,7 @@ pub(super) fn decode(path: &Path) -> (SourceInfo, Vec<f32>) {
 }
 
 /// The offset in -1200..1200 frames at which `got` best matches `want` (left channel).
-fn best_lag(want: &[f32], got: &[f32]) -> i64 {
+pub(super) fn best_lag(want: &[f32], got: &[f32]) -> i64 {
     let at = |pcm: &[f32], i: i64| f64::from(pcm.get(i as usize * 2).copied().unwrap_or(0.0));
     let err = |lag| {
         (10_000..14_000)

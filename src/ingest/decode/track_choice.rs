@@ -16,7 +16,7 @@ use std::io::{Read, Seek};
 use symphonia::core::formats::well_known as fmts;
 use symphonia::core::formats::{FormatReader, Track, TrackType};
 
-use super::symphonia_glue::audio_params;
+use super::symphonia_glue::{self, audio_params};
 
 /// Bytes read from the start of an Ogg file to find its beginning-of-stream pages.
 const HEAD_BYTES: u64 = 64 << 10;
@@ -27,7 +27,7 @@ const HEAD_BYTES: u64 = 64 << 10;
 pub(super) fn choose_audio_track(reader: &dyn FormatReader, ogg_order: &[u32]) -> Option<Track> {
     let decodable = |track: &&Track| {
         audio_params(track).is_some_and(|p| {
-            symphonia::default::get_codecs()
+            symphonia_glue::codecs()
                 .get_audio_decoder(p.codec)
                 .is_some()
         })
