@@ -17,7 +17,7 @@ use crate::store::{LibraryLayout, StoreError};
 /// File extensions picked up when walking a directory (files named explicitly are always tried).
 pub const AUDIO_EXTENSIONS: &[&str] = &[
     "mp3", "flac", "wav", "wave", "aif", "aiff", "aifc", "ogg", "oga", "m4a", "m4b", "mp4", "aac",
-    "adts",
+    "adts", "opus",
 ];
 
 /// Errors that stop a batch before any file is tried.
