@@ -11,11 +11,15 @@
 //! are submodules, in the order a file meets them: `header_check` (WAV/AIFF header limits, before
 //! symphonia sees the file), `repair` (WAV and AIFF size fields that are not the truth, tags after FLAC),
 //! `symphonia_glue` (probing, panic containment, error mapping, the codec registry), `opus`
-//! (the Opus decoder symphonia lacks: libopus, with the pre-skip), `tags`
+//! (the Opus decoder symphonia lacks: libopus, with the pre-skip), `fdk_aac` (HE-AAC, which
+//! symphonia's AAC decoder lacks: fdk-aac), `tags`
 //! (tags and cover art), `track_choice` (which audio track), `mp4_gapless` (MP4 priming trim),
 //! `flac_end` (a wrong STREAMINFO total or a cut file) and `downmix` (channels to stereo).
 
 mod downmix;
+mod fdk_aac;
+#[cfg(test)]
+mod fdk_aac_tests;
 mod flac_end;
 mod header_check;
 mod mp4_gapless;
@@ -39,10 +43,11 @@ use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::well_known as fmts;
 use symphonia::core::formats::{FormatReader, TrackType};
-use symphonia::core::units::Duration;
+use symphonia::core::packet::Packet;
+use symphonia::core::units::{Duration, Timestamp};
 
 use mp4_gapless::GaplessTrim;
-use symphonia_glue::{audio_params, codec_name, guard, probe, sym_error};
+use symphonia_glue::{audio_params, codec_name, guard, make_decoder, probe, sym_error};
 
 /// Limits that protect against hostile headers (checked before allocating).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +198,8 @@ pub struct SourceDecoder {
     out: Vec<f32>,
     frames: u64,
     done: bool,
+    /// Whether an empty packet goes to the decoder at the end (HE-AAC's delay line).
+    drain: bool,
 }
 
 impl DecodeOptions {
@@ -263,8 +270,14 @@ impl SourceDecoder {
         }
         // Gapless on: the MP3 and Vorbis decoders then apply the packets' trim fields.
         let opts = AudioDecoderOptions::default().gapless(true);
-        let decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
+        let decoder = make_decoder(params, &opts)?;
         let decoded = decoder.codec_params();
+        // HE-AAC: the container may state the core rate and a parametric stereo stream's mono
+        // core; the output's rate and channels are the decoder's.
+        let (container_channels, container_rate) = match fdk_aac::is_he_aac(params) {
+            true => (None, None),
+            false => (container_channels, container_rate),
+        };
         let channels = container_channels.or(decoded.channels.as_ref().map(Channels::count));
         // symphonia 0.6.1's MP4 reader states no channels for MP3 in MP4 (ffmpeg reads them from
         // the first frame): a known gap, refused with a message that says so.
@@ -355,6 +368,7 @@ impl SourceDecoder {
             out: Vec::new(),
             frames: 0,
             done: false,
+            drain: fdk_aac::is_he_aac(params),
         })
     }
 
@@ -395,6 +409,12 @@ impl SourceDecoder {
         while self.remaining != Some(0) {
             let mut packet = match guard(|| self.reader.next_packet())? {
                 Ok(Some(packet)) => packet,
+                // HE-AAC: an empty packet drains the decoder's delay line (`fdk_aac`).
+                Ok(None) if self.drain => {
+                    self.drain = false;
+                    let track = self.track_id;
+                    Packet::new(track, Timestamp::ZERO, Duration::ZERO, Vec::new())
+                }
                 Ok(None) => return self.end_of_stream(),
                 Err(SymError::IoError(e))
                     if e.kind() == std::io::ErrorKind::UnexpectedEof
@@ -521,9 +541,8 @@ impl SourceDecoder {
                 "a chained section of the file changes the sample rate from {rate} to {other} Hz"
             )));
         }
-        let registry = symphonia_glue::codecs();
         let opts = AudioDecoderOptions::default().gapless(true);
-        self.decoder = guard(|| registry.make_audio_decoder(params, &opts))?.map_err(sym_error)?;
+        self.decoder = make_decoder(params, &opts)?;
         self.track_id = track.id;
         Ok(())
     }

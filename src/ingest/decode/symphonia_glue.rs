@@ -5,7 +5,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 
 use symphonia::core::codecs::audio::well_known as ids;
-use symphonia::core::codecs::audio::{AudioCodecId, AudioCodecParameters};
+use symphonia::core::codecs::audio::{
+    AudioCodecId, AudioCodecParameters, AudioDecoder, AudioDecoderOptions,
+};
 use symphonia::core::codecs::registry::CodecRegistry;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
@@ -14,6 +16,7 @@ use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
+use super::fdk_aac;
 use super::opus::OpusDecoder;
 use crate::ingest::panic_message;
 
@@ -28,6 +31,19 @@ static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
 /// The decoders this build has, in place of `symphonia::default::get_codecs`.
 pub(super) fn codecs() -> &'static CodecRegistry {
     &CODECS
+}
+
+/// Makes the decoder for `params`. The registry picks by codec id alone, and HE-AAC shares
+/// AAC's id: an AudioSpecificConfig that signals SBR goes to fdk-aac (`fdk_aac`), whose decoder
+/// has it, and plain AAC-LC stays with symphonia's.
+pub(super) fn make_decoder(
+    params: &AudioCodecParameters,
+    opts: &AudioDecoderOptions,
+) -> Result<Box<dyn AudioDecoder>, DecodeError> {
+    match fdk_aac::make(params, opts) {
+        Some(made) => made.map_err(sym_error),
+        None => guard(|| codecs().make_audio_decoder(params, opts))?.map_err(sym_error),
+    }
 }
 
 /// Probes the file's content (symphonia 0.6 ignores hints). Metadata ahead of the stream (ID3v2)
