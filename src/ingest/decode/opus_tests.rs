@@ -108,17 +108,7 @@ fn patch_opus_head(path: &Path, pre_skip: u16, gain: i16) {
             .map(|&s| usize::from(s))
             .sum::<usize>();
     bytes[22..26].fill(0);
-    let crc = bytes[..page_len].iter().fold(0u32, |mut crc, &b| {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-        crc
-    });
+    let crc = super::track_choice::tests::ogg_crc(&bytes[..page_len]);
     bytes[22..26].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, bytes).unwrap();
 }

@@ -82,12 +82,12 @@ fn bos_serials(mut data: &[u8]) -> Vec<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::tests::{decode, ffmpeg, ffmpeg_frames};
     use super::*;
 
     /// The Ogg CRC (RFC 3533 6: polynomial 0x04c11db7, not reflected, initial value 0).
-    fn ogg_crc(page: &[u8]) -> u32 {
+    pub(in crate::ingest::decode) fn ogg_crc(page: &[u8]) -> u32 {
         page.iter().fold(0u32, |mut crc, &byte| {
             crc ^= u32::from(byte) << 24;
             for _ in 0..8 {
