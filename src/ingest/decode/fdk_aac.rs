@@ -61,6 +61,23 @@ unsafe impl Send for Handle {}
 // SAFETY: as above, no method takes `&self`.
 unsafe impl Sync for Handle {}
 
+impl Handle {
+    /// Sets an integer decoder parameter; `failure` is the error's message if fdk refuses it.
+    fn set_param(
+        &self,
+        param: sys::AACDEC_PARAM,
+        value: i32,
+        failure: &'static str,
+    ) -> symphonia::core::errors::Result<()> {
+        // SAFETY: a valid handle (owned by `self`); the parameter takes an integer.
+        let code = unsafe { sys::aacDecoder_SetParam(self.0.as_ptr(), param, value) };
+        match code {
+            sys::AAC_DECODER_ERROR_AAC_DEC_OK => Ok(()),
+            _ => unsupported_error(failure),
+        }
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         // SAFETY: the pointer came from aacDecoder_Open and is closed once.
@@ -110,29 +127,17 @@ impl FdkAacDecoder {
         if code != sys::AAC_DECODER_ERROR_AAC_DEC_OK {
             return unsupported_error("aac (fdk): AudioSpecificConfig not supported");
         }
-        // SAFETY: a valid handle; the parameter takes an integer.
-        let code = unsafe {
-            sys::aacDecoder_SetParam(
-                handle.0.as_ptr(),
-                sys::AACDEC_PARAM_AAC_PCM_MAX_OUTPUT_CHANNELS,
-                MAX_CHANNELS as i32,
-            )
-        };
-        if code != sys::AAC_DECODER_ERROR_AAC_DEC_OK {
-            return unsupported_error("aac (fdk): cannot limit the output channels");
-        }
+        handle.set_param(
+            sys::AACDEC_PARAM_AAC_PCM_MAX_OUTPUT_CHANNELS,
+            MAX_CHANNELS as i32,
+            "aac (fdk): cannot limit the output channels",
+        )?;
         // The limiter (on by default) delays the output; ffmpeg's decoder has none.
-        // SAFETY: a valid handle; the parameter takes an integer.
-        let code = unsafe {
-            sys::aacDecoder_SetParam(
-                handle.0.as_ptr(),
-                sys::AACDEC_PARAM_AAC_PCM_LIMITER_ENABLE,
-                0,
-            )
-        };
-        if code != sys::AAC_DECODER_ERROR_AAC_DEC_OK {
-            return unsupported_error("aac (fdk): cannot turn the limiter off");
-        }
+        handle.set_param(
+            sys::AACDEC_PARAM_AAC_PCM_LIMITER_ENABLE,
+            0,
+            "aac (fdk): cannot turn the limiter off",
+        )?;
         let ps = params.profile == Some(CODEC_PROFILE_AAC_HE_V2);
         let (rate, channels) = Self::stream_info(&handle, ps)?;
         let mut params = params.clone();

@@ -126,13 +126,7 @@ fn corrupt_packets_are_errors_not_panics() {
     use symphonia::core::codecs::audio::AudioDecoder;
     let (units, asc, _) = encode(AacProfile::HeAac, 64_000, &chirp()[..2 * 8192]);
     let mut decoder = FdkAacDecoder::try_new(&params(AacProfile::HeAac, asc)).unwrap();
-    let mut seed = 0x9e37_79b9u32;
-    let mut noise = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        seed as u8
-    };
+    let mut noise = super::tests::noise(0x9e37_79b9);
     let mut errors = 0;
     for len in 1..300 {
         let data: Vec<u8> = (0..len).map(|_| noise()).collect();

@@ -36,6 +36,7 @@ mod track_choice;
 mod types;
 
 use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use symphonia::core::audio::Channels;
@@ -50,6 +51,10 @@ use symphonia::core::units::{Duration, Timestamp};
 use mp4_gapless::GaplessTrim;
 use symphonia_glue::{audio_params, codec_name, guard, make_decoder, probe, sym_error};
 pub use types::{CoverArt, DecodeError, DecodeOptions, SourceInfo, Tags};
+
+/// Bytes read from the start of a file for its INFO tags and Ogg stream order: an INFO list is
+/// a few hundred bytes, and Ogg puts every beginning-of-stream page first.
+const HEAD_BYTES: u64 = 64 << 10;
 
 /// Consecutive undecodable packets tolerated (each skipped with a warning) before giving up.
 const MAX_BAD_PACKETS: u32 = 8;
@@ -106,8 +111,12 @@ impl SourceDecoder {
         }
         // symphonia's WAV reader overflows (a panic in debug builds) on absurd header values.
         header_check::check_header(&mut file, options)?;
-        let wav_info = riff_info::read_wav_info(&mut file)?;
-        let ogg_order = track_choice::ogg_start_order(&mut file)?;
+        // The start of the file, where WAV INFO tags and Ogg beginning-of-stream pages are.
+        let mut head = Vec::new();
+        file.by_ref().take(HEAD_BYTES).read_to_end(&mut head)?;
+        file.rewind()?;
+        let wav_info = riff_info::parse(&head);
+        let ogg_order = track_choice::bos_serials(&head);
         let flac_end = flac_end::FlacEnd::open(&mut file)?;
         let (source, shown_len) = repair::open(file, flac_end.is_some())?;
         let flac_end = flac_end.map(|f| f.with_file_len(shown_len));

@@ -389,13 +389,7 @@ mod tests {
     fn corrupt_packets_are_errors_not_panics() {
         let opts = AudioDecoderOptions::default().gapless(true);
         let mut decoder = OpusDecoder::try_new(&params(ogg_head(2, 312, 0, &[])), &opts).unwrap();
-        let mut seed = 0x9e37_79b9u32;
-        let mut noise = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed as u8
-        };
+        let mut noise = super::super::tests::noise(0x9e37_79b9);
         let packet = |data: Vec<u8>| Packet::new(0, Timestamp::ZERO, Duration::ZERO, data);
         assert!(decoder.decode(&packet(Vec::new())).is_err());
         // Code 3 with no frame count byte, then with 48 frames of 2.5 ms (over 120 ms).

@@ -4,24 +4,11 @@
 //! audio data. Only the fields segue keeps are read: INAM (title), IART (artist), IPRD
 //! (album), IPRT/ITRK (track number), ICRD (date).
 
-use std::fs::File;
-use std::io::{Read, Seek};
-
 use super::Tags;
 use super::header_check::iff_chunks;
 
-/// Bytes read from the start of the file; an INFO list is a few hundred bytes.
-const HEAD_BYTES: u64 = 64 << 10;
-
-/// The INFO tags of a RIFF/WAVE file (all `None` for any other file), then rewinds `file`.
-pub(super) fn read_wav_info(file: &mut File) -> std::io::Result<Tags> {
-    let mut head = Vec::new();
-    file.by_ref().take(HEAD_BYTES).read_to_end(&mut head)?;
-    file.rewind()?;
-    Ok(parse(&head))
-}
-
-fn parse(head: &[u8]) -> Tags {
+/// The INFO tags in `head`, the start of a RIFF/WAVE file (all `None` for any other file).
+pub(super) fn parse(head: &[u8]) -> Tags {
     let mut tags = Tags::default();
     if head.get(..4) != Some(b"RIFF") || head.get(8..12) != Some(b"WAVE") {
         return tags;

@@ -223,13 +223,8 @@ pub(super) fn wav_header(channels: u16, rate: u32) -> Vec<u8> {
 fn bad_inputs_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let flac = std::fs::read(ffmpeg(dir.path(), "full.flac", SINE, &[])).unwrap();
-    let mut seed = 0x1234_5678u32;
-    let noise = (0..100_000).map(|_| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        seed as u8
-    });
+    let mut next = noise(0x1234_5678);
+    let noise = (0..100_000).map(|_| next());
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty.mp3", vec![]),
         ("text.mp3", b"this is not audio\n".repeat(50)),
@@ -317,6 +312,16 @@ fn a_corrupt_packet_mid_file_is_skipped() {
         "{} frames",
         pcm.len() / 2
     );
+}
+
+/// A deterministic stream of noise bytes (xorshift32 from `seed`), for corrupt inputs.
+pub(super) fn noise(mut seed: u32) -> impl FnMut() -> u8 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed as u8
+    }
 }
 
 /// Frames (samples per channel) ffmpeg decodes from `path`, with its gapless handling.

@@ -10,20 +10,14 @@
 //! RFC 3533 4), and the first decodable audio stream in that order is chosen; other containers
 //! keep symphonia's choice, then the first audio track this build decodes.
 
-use std::fs::File;
-use std::io::{Read, Seek};
-
 use symphonia::core::formats::well_known as fmts;
 use symphonia::core::formats::{FormatReader, Track, TrackType};
 
 use super::symphonia_glue::{self, audio_params};
 
-/// Bytes read from the start of an Ogg file to find its beginning-of-stream pages.
-const HEAD_BYTES: u64 = 64 << 10;
-
 /// The audio track to decode: for Ogg the first-starting decodable one, else symphonia's
 /// default if it is decodable, else the first decodable audio track, else the default.
-/// `ogg_order` is [`ogg_start_order`] of the file.
+/// `ogg_order` is [`bos_serials`] of the file's head.
 pub(super) fn choose_audio_track(reader: &dyn FormatReader, ogg_order: &[u32]) -> Option<Track> {
     let decodable = |track: &&Track| {
         audio_params(track).is_some_and(|p| {
@@ -50,18 +44,9 @@ pub(super) fn choose_audio_track(reader: &dyn FormatReader, ogg_order: &[u32]) -
         .cloned()
 }
 
-/// The serial numbers of the logical streams of the Ogg file `file`, in the order their
-/// beginning-of-stream pages come (none for other files); the file is rewound after.
-pub(super) fn ogg_start_order(file: &mut File) -> std::io::Result<Vec<u32>> {
-    let mut head = Vec::new();
-    file.by_ref().take(HEAD_BYTES).read_to_end(&mut head)?;
-    file.rewind()?;
-    Ok(bos_serials(&head))
-}
-
 /// The serials of the beginning-of-stream pages at the head of `data` (RFC 3533 6: a 27-byte
 /// header, `page_segments` lacing values, then the body), up to the first other page.
-fn bos_serials(mut data: &[u8]) -> Vec<u32> {
+pub(super) fn bos_serials(mut data: &[u8]) -> Vec<u32> {
     let mut serials = Vec::new();
     while let Some(header) = data.get(..27).filter(|h| h.starts_with(b"OggS")) {
         let beginning_of_stream = header[5] & 0x02 != 0;
