@@ -37,6 +37,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod view;
 pub mod workers;
 pub mod zerocopy;
 
