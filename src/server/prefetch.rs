@@ -64,13 +64,7 @@ pub async fn hints(
 /// them) by loading the init segment, which the warm-up would load anyway.
 async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint]) {
     for hint in hints.iter_mut().filter(|h| h.init.bytes == 0) {
-        let prefix = format!("/media/{}/", hint.track);
-        let Some(path) = hint
-            .init
-            .url
-            .split_once(&prefix)
-            .and_then(|(_, rest)| MediaPath::parse(&hint.track, rest))
-        else {
+        let Some(path) = media_path(&hint.track, &hint.init.url) else {
             continue;
         };
         if let Ok(entity) = files.load(path).await {
@@ -84,12 +78,7 @@ async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint]) {
 fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
     let paths: Vec<MediaPath> = hints
         .iter()
-        .flat_map(|hint| {
-            let prefix = format!("/media/{}/", hint.track);
-            hint.urls()
-                .filter_map(|url| MediaPath::parse(&hint.track, url.split_once(&prefix)?.1))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|hint| hint.urls().filter_map(|url| media_path(&hint.track, url)))
         .collect();
     let files = Arc::clone(files);
     tokio::spawn(async move {
@@ -99,6 +88,12 @@ fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
             }
         }
     });
+}
+
+/// The file a hint's URL names (plain or signed: the part after `/media/TRACK/`).
+fn media_path(track: &str, url: &str) -> Option<MediaPath> {
+    let (_, relative) = url.split_once(&format!("/media/{track}/"))?;
+    MediaPath::parse(track, relative)
 }
 
 /// Query parameters of `GET /api/prefetch`, as text so bad values get our own 400 message.

@@ -82,11 +82,6 @@ impl FdBudget {
             })
         })
     }
-
-    /// Descriptors held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
-    }
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one and returns the soft limit in force
@@ -258,9 +253,9 @@ mod tests {
         let a = budget.hold(file_with(b"a")).unwrap();
         let b = budget.hold(file_with(b"b")).unwrap();
         assert!(budget.hold(file_with(b"c")).is_none());
-        assert_eq!(budget.held(), 2);
+        assert_eq!(budget.held.load(Ordering::Acquire), 2);
         drop((a, b));
-        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
         assert!(budget.hold(file_with(b"d")).is_some());
     }
 
