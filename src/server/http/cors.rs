@@ -1,9 +1,9 @@
 //! CORS (Fetch standard, "CORS protocol"), so a player on another origin can fetch the media.
 //!
 //! Why not tower-http's `CorsLayer`: the same headers must come from two places, the router's
-//! per-route layer ([`crate::server::edge`], which also counts metrics, in one allocation-free
-//! future) and the hot path ([`crate::server::hot`]), which answers cached segments without any
-//! tower service; `CorsLayer` only exists as a service (and builds a `HeaderMap` per request),
+//! per-route layer (`server/edge.rs`, which also counts metrics, in one allocation-free
+//! future) and the hot path (`server/hot.rs`), which answers cached segments without any tower
+//! service; `CorsLayer` only exists as a service (and builds a `HeaderMap` per request),
 //! so the hot path would need a second copy of the policy that could drift from the first. It
 //! has no `Timing-Allow-Origin`, which a cross-origin player needs to measure its bandwidth, and
 //! its default `Vary` (Origin and the preflight request headers; `.vary([])` removes it) would
@@ -12,9 +12,8 @@
 //! and a 204 preflight, below.
 //!
 //! Every response gets `Access-Control-Allow-Origin`, `Timing-Allow-Origin` (the same origin) and
-//! `Access-Control-Expose-Headers` (listed
-//! by name: browsers do not expand `*` for Content-Range and friends on every engine, and never
-//! for credentialed requests). Any OPTIONS request is answered here with 204, the methods and
+//! `Access-Control-Expose-Headers` (listed by name: browsers do not expand `*` for Content-Range
+//! and friends on every engine, and never for credentialed requests). Any OPTIONS request is answered here with 204, the methods and
 //! request headers a player needs (Range and the conditional ones), and a max-age so browsers
 //! cache the preflight.
 
