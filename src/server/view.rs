@@ -1,6 +1,8 @@
 //! What the server tells clients about the library: the catalog's [`Track`] view and the
-//! prefetch [`PrefetchHint`], with their builders from a [`TrackRecord`]. Pure and axum-free, so
-//! the HTTP API and the control channel share them and every wire type has one home.
+//! prefetch [`PrefetchHint`], with their builders from a [`TrackRecord`]. No axum and no I/O
+//! here (the builders are functions of the record and a URL base), so the HTTP API and the
+//! control channel share them, every wire type has one home, and the module graph points from
+//! the handlers down to it.
 //!
 //! A hint names one rendition, its init segment and the media segments that overlap the first
 //! few seconds from a start position, with their sizes, so a player can fetch them in parallel
