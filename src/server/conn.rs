@@ -18,7 +18,7 @@
 use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -290,18 +290,14 @@ impl TrackedStream {
         if self.regions.is_empty() {
             return None;
         }
-        let socket = self.inner.as_raw_fd();
         loop {
             match self.inner.poll_write_ready(cx) {
                 Poll::Pending => return Some(self.pending(cx)),
                 Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
                 Poll::Ready(Ok(())) => {}
             }
-            let regions = &self.regions;
-            match self
-                .inner
-                .try_io(Interest::WRITABLE, || regions.write(socket, bufs))
-            {
+            let (regions, socket) = (&self.regions, &self.inner);
+            match socket.try_io(Interest::WRITABLE, || regions.write(socket.as_fd(), bufs)) {
                 Ok(None) => return None,
                 Ok(Some(sent)) => {
                     if let Sent::FromFile(n) = sent {

@@ -6,10 +6,14 @@
 //! metrics ([`metrics`]) and CORS ([`http::cors`]) in one layer ([`edge`]), the request timeout,
 //! then one of:
 //!
-//! - `/media/{track_id}/{path}` ([`media`]): files of the track directory, validated by [`paths`]
-//!   and read through [`files`] (hot-file cache, symlink checks);
-//! - `/api/tracks`, `/api/tracks/{id}` ([`api`]): the catalog as JSON;
-//! - `/` ([`player`]), `/metrics`, `/healthz`.
+//! - `/media/{track_id}/{*path}` ([`media`]): files of the track directory, validated by
+//!   [`paths`] and read through [`files`] (hot-file cache, symlink checks);
+//! - `/api/tracks`, `/api/tracks/{id}` ([`api`]): the catalog as JSON, in the shapes of [`view`];
+//! - `/api/prefetch` ([`prefetch`]): what to fetch to start tracks at once;
+//! - `/api/control` ([`api`]): where the control channel is; `/ws` ([`control`]): the control
+//!   channel itself (and `/ws/echo`, a WebSocket echo for conformance tests, when configured);
+//! - `/` and `/assets/{name}` ([`player`]): the browser player;
+//! - `/metrics` ([`metrics`]), `/healthz`.
 //!
 //! With signed URLs ([`signing`]), the token guard runs before routing, inside the access log:
 //! it checks and strips `/t/TOKEN/`, and answers a missing or invalid token itself (403).
@@ -37,6 +41,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod view;
 pub mod workers;
 pub mod zerocopy;
 

@@ -7,8 +7,9 @@
 //! directory (`aac-lc-128k.3f9c2e1d07aa/3.m4s`). Every segment must be `[A-Za-z0-9._-]+`, not
 //! start with a dot and carry a known extension, which rules out empty, `.`, `..`, absolute,
 //! backslash, NUL and still-encoded (`%2e%2e`, i.e. double-encoded) segments at once, and
-//! `track.json` (the internal record) is never served. [`super::files`] then canonicalizes the
-//! path to refuse symlinks that point out of the track directory.
+//! `track.json` (the internal record) is never served. The file store (`files.rs`, which
+//! depends on this module, not the other way) then canonicalizes the path to refuse symlinks
+//! that point out of the track directory.
 
 use crate::store::{TRACK_RECORD_FILE, is_track_id};
 

@@ -1,14 +1,10 @@
-//! Prefetch hints: which files to fetch so a track starts at once (`GET /api/prefetch`, and the
-//! control channel's `prefetch` message).
+//! The prefetch flow: which files to fetch so a track starts at once, and warming the server's
+//! hot-file cache with them. One flow ([`hints`]: catalog -> hint -> sizes -> warm) serves both
+//! `GET /api/prefetch` (here) and the control channel's `prefetch` message.
 //!
-//! A hint names one rendition, its init segment and the media segments that overlap the first
-//! few seconds from a start position, with their sizes, so a player can fetch them in parallel
-//! before it needs them (or the moment it does, without reading a playlist first). The server
-//! loads the same files into its hot-file cache, so the fetch that follows is served from memory.
-//!
-//! Positions are track time (seconds of real audio, priming excluded); segment times in the hint
-//! are media-timeline seconds (priming included), as in the playlists. All the arithmetic is in
-//! samples at the track's rate.
+//! The hint itself is built by [`view::make_hint`](super::view::make_hint), a pure function of
+//! the track record. The server loads the same files into its hot-file cache, so the fetch that
+//! follows is served from memory.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,196 +16,55 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::api::json_response;
 use super::error::ApiError;
 use super::files::FileStore;
+use super::http::respond::json_response;
 use super::paths::MediaPath;
-use crate::catalog::{RenditionRecord, TrackRecord};
+use super::view::{DEFAULT_SECONDS, HintRequest, MAX_SECONDS, PrefetchHint, make_hint};
 use crate::store::is_track_id;
-use crate::units::Ticks;
 
-/// Seconds of audio a hint covers when the request does not say.
-pub const DEFAULT_SECONDS: f64 = 3.0;
-/// Most seconds a hint may cover.
-pub const MAX_SECONDS: f64 = 30.0;
+// The player page reads the ABR share from here (the rule lives with the hint builder).
+pub use super::view::BANDWIDTH_SHARE;
+
 /// Most tracks in one `?tracks=` request.
 pub const MAX_TRACKS: usize = 20;
-/// Share of the measured bandwidth a rendition's peak bitrate may use.
-const BANDWIDTH_SHARE: f64 = 0.5;
 
-/// What to fetch to start one track.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PrefetchHint {
-    /// Track id.
-    pub track: String,
-    /// Rendition id.
-    pub rendition: String,
-    /// RFC 6381 codec string of the rendition.
-    pub codec: String,
-    /// Start position the hint was made for, in track seconds.
-    pub from: f64,
-    /// The init segment.
-    pub init: HintedFile,
-    /// The media segments to fetch, in order.
-    pub segments: Vec<HintedSegment>,
-}
-
-/// A file of a hint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HintedFile {
-    /// Its URL on this server.
-    pub url: String,
-    /// Its size in bytes.
-    pub bytes: u64,
-}
-
-/// A media segment of a hint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HintedSegment {
-    /// Its URL on this server.
-    pub url: String,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// Its 1-based number (`$Number$`, the N of `N.m4s`).
-    pub number: u64,
-    /// Media-timeline start, in seconds.
-    pub start: f64,
-    /// Duration in seconds.
-    pub duration: f64,
-}
-
-/// What a hint is asked for.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HintRequest {
-    /// A rendition id to use.
-    pub rendition: Option<String>,
-    /// The client's measured bandwidth in bit/s, to choose a rendition.
-    pub bandwidth: Option<u64>,
-    /// Start position in track seconds.
-    pub from: f64,
-    /// Seconds of audio to cover from `from`.
-    pub seconds: f64,
-}
-
-/// Why a hint cannot be made; the message is written for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HintError {
-    /// The track has no rendition of that id.
-    #[error("track {track} has no rendition {rendition:?}")]
-    NoSuchRendition {
-        /// Track id.
-        track: String,
-        /// The id asked for.
-        rendition: String,
-    },
-    /// The track record lists no rendition or no segment (a damaged record).
-    #[error("track {0} has no media")]
-    NoMedia(String),
-}
-
-/// Chooses the rendition of `record` for a request: by id, else the highest whose peak
-/// bitrate fits in [`BANDWIDTH_SHARE`] of the bandwidth, else the lowest.
-pub fn choose_rendition<'a>(
-    record: &'a TrackRecord,
-    rendition: Option<&str>,
-    bandwidth: Option<u64>,
-) -> Result<&'a RenditionRecord, HintError> {
-    if let Some(id) = rendition {
-        return record
-            .renditions
-            .iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| HintError::NoSuchRendition {
-                track: record.id.clone(),
-                rendition: id.to_string(),
-            });
-    }
-    let lowest = record
-        .renditions
-        .iter()
-        .min_by_key(|r| r.peak_bandwidth)
-        .ok_or_else(|| HintError::NoMedia(record.id.clone()))?;
-    let Some(bandwidth) = bandwidth else {
-        return Ok(lowest);
-    };
-    let budget = bandwidth as f64 * BANDWIDTH_SHARE;
-    Ok(record
-        .renditions
-        .iter()
-        .filter(|r| r.peak_bandwidth as f64 <= budget)
-        .max_by_key(|r| r.peak_bandwidth)
-        .unwrap_or(lowest))
-}
-
-/// The hint for `record`, its URLs under `base` (`/media/ID` or its signed form): pure.
-pub fn make_hint(
-    record: &TrackRecord,
-    base: &str,
-    request: &HintRequest,
-) -> Result<PrefetchHint, HintError> {
-    let rendition = choose_rendition(record, request.rendition.as_deref(), request.bandwidth)?;
-    if record.segment_durations.is_empty() {
-        return Err(HintError::NoMedia(record.id.clone()));
-    }
-    let timescale = record.timescale();
-    let valid = record.gapless.valid_samples;
-    let from = request.from.clamp(0.0, timescale.seconds(Ticks(valid)));
-    let seconds = request.seconds.clamp(0.0, MAX_SECONDS);
-    // The window on the media timeline: priming, then track time.
-    let start = record.gapless.priming_samples + timescale.ticks_from_seconds(from).0.min(valid);
-    let end = start + timescale.ticks_from_seconds(seconds).0.max(1);
-    let url = |name: &str| format!("{base}/{}/{name}", rendition.dir);
-    let mut segments = Vec::new();
-    let mut segment_start = 0u64;
-    for (index, &duration) in record.segment_durations.iter().enumerate() {
-        let segment_end = segment_start + duration;
-        // The last segment always counts, so a start at the very end still gets one.
-        let last = index + 1 == record.segment_durations.len();
-        if segment_end > start && segment_start < end || (last && segments.is_empty()) {
-            segments.push(HintedSegment {
-                url: url(&RenditionRecord::segment_name(index)),
-                bytes: rendition.segment_sizes.get(index).copied().unwrap_or(0),
-                number: index as u64 + 1,
-                start: timescale.seconds(Ticks(segment_start)),
-                duration: timescale.seconds(Ticks(duration)),
-            });
-        }
-        if segment_start >= end {
-            break;
-        }
-        segment_start = segment_end;
-    }
-    Ok(PrefetchHint {
-        track: record.id.clone(),
-        rendition: rendition.id.clone(),
-        codec: rendition.codec.clone(),
-        from,
-        init: HintedFile {
-            url: url(&rendition.init),
-            bytes: rendition.init_bytes,
-        },
-        segments,
-    })
-}
-
-impl PrefetchHint {
-    /// Every URL of the hint, init first.
-    pub fn urls(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.init.url.as_str()).chain(self.segments.iter().map(|s| s.url.as_str()))
-    }
+/// The hints for the tracks `ids` (in order), their URLs signed when the server signs URLs, with
+/// the init sizes the records lack filled in; their files are then loaded into the hot-file
+/// cache in the background. A missing track is [`ApiError::NotFound`], a hint that cannot be
+/// made (no such rendition, no media) is [`ApiError::BadRequest`] with the reason.
+pub async fn hints(
+    state: &AppState,
+    ids: Vec<String>,
+    request: HintRequest,
+) -> Result<Vec<PrefetchHint>, ApiError> {
+    let signer = state.signer().clone();
+    let mut hints = state
+        .with_catalog(move |catalog| {
+            let mut hints = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let Some(record) = catalog.get(id)? else {
+                    return Ok(Err(ApiError::NotFound));
+                };
+                let base = signer.media_base(id, SystemTime::now());
+                match make_hint(&record, &base, &request) {
+                    Ok(hint) => hints.push(hint),
+                    Err(e) => return Ok(Err(ApiError::BadRequest(e.to_string()))),
+                }
+            }
+            Ok(Ok(hints))
+        })
+        .await??;
+    fill_init_sizes(state.files(), &mut hints).await;
+    warm(state.files(), &hints);
+    Ok(hints)
 }
 
 /// Fills in init sizes that the record does not know (tracks ingested before the record kept
 /// them) by loading the init segment, which the warm-up would load anyway.
-pub async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint]) {
+async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint]) {
     for hint in hints.iter_mut().filter(|h| h.init.bytes == 0) {
-        let prefix = format!("/media/{}/", hint.track);
-        let Some(path) = hint
-            .init
-            .url
-            .split_once(&prefix)
-            .and_then(|(_, rest)| MediaPath::parse(&hint.track, rest))
-        else {
+        let Some(path) = media_path(&hint.track, &hint.init.url) else {
             continue;
         };
         if let Ok(entity) = files.load(path).await {
@@ -220,15 +75,10 @@ pub async fn fill_init_sizes(files: &Arc<FileStore>, hints: &mut [PrefetchHint])
 
 /// Loads every file of `hints` into the hot-file cache, in the background; failures are only
 /// logged (the client's own fetch will report them).
-pub fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
+fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
     let paths: Vec<MediaPath> = hints
         .iter()
-        .flat_map(|hint| {
-            let prefix = format!("/media/{}/", hint.track);
-            hint.urls()
-                .filter_map(|url| MediaPath::parse(&hint.track, url.split_once(&prefix)?.1))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|hint| hint.urls().filter_map(|url| media_path(&hint.track, url)))
         .collect();
     let files = Arc::clone(files);
     tokio::spawn(async move {
@@ -238,6 +88,12 @@ pub fn warm(files: &Arc<FileStore>, hints: &[PrefetchHint]) {
             }
         }
     });
+}
+
+/// The file a hint's URL names (plain or signed: the part after `/media/TRACK/`).
+fn media_path(track: &str, url: &str) -> Option<MediaPath> {
+    let (_, relative) = url.split_once(&format!("/media/{track}/"))?;
+    MediaPath::parse(track, relative)
 }
 
 /// Query parameters of `GET /api/prefetch`, as text so bad values get our own 400 message.
@@ -323,25 +179,7 @@ pub async fn prefetch(
 ) -> Result<Response, ApiError> {
     let Query(params) = query.map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
     let (ids, request) = parse_params(params)?;
-    let signer = state.signer().clone();
-    let mut hints = state
-        .with_catalog(move |catalog| {
-            let mut hints = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let Some(record) = catalog.get(id)? else {
-                    return Ok(Err(ApiError::NotFound));
-                };
-                let base = signer.media_base(id, SystemTime::now());
-                match make_hint(&record, &base, &request) {
-                    Ok(hint) => hints.push(hint),
-                    Err(e) => return Ok(Err(ApiError::BadRequest(e.to_string()))),
-                }
-            }
-            Ok(Ok(hints))
-        })
-        .await??;
-    fill_init_sizes(state.files(), &mut hints).await;
-    warm(state.files(), &hints);
+    let hints = hints(&state, ids, request).await?;
     let links: Vec<HeaderValue> = hints
         .iter()
         .flat_map(PrefetchHint::urls)
@@ -358,5 +196,51 @@ pub async fn prefetch(
 }
 
 #[cfg(test)]
-#[path = "prefetch_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_validated_with_a_message() {
+        let bad = |p: PrefetchParams| match parse_params(p) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        let id = "00112233445566778899aabb".to_string();
+        assert!(bad(PrefetchParams::default()).contains("track=ID"));
+        assert!(
+            bad(PrefetchParams {
+                track: Some("../etc".into()),
+                ..Default::default()
+            })
+            .contains("not a track id")
+        );
+        assert!(
+            bad(PrefetchParams {
+                tracks: Some(vec![id.clone(); 21].join(",")),
+                ..Default::default()
+            })
+            .contains("at most 20")
+        );
+        for from in ["-1", "NaN", "inf", "x"] {
+            assert!(
+                bad(PrefetchParams {
+                    track: Some(id.clone()),
+                    from: Some(from.into()),
+                    ..Default::default()
+                })
+                .contains("from"),
+                "{from}"
+            );
+        }
+        let (ids, req) = parse_params(PrefetchParams {
+            tracks: Some(format!("{id},{id}")),
+            bandwidth: Some("800000".into()),
+            seconds: Some("100".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(req.bandwidth, Some(800_000));
+        assert_eq!(req.seconds, MAX_SECONDS);
+    }
+}

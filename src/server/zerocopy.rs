@@ -23,11 +23,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
+use rustix::process::{Resource, Rlimit};
 
 /// Bodies smaller than this are copied: the copy costs less than keeping a descriptor open.
 pub const MIN_ZERO_COPY_BYTES: usize = 16 * 1024;
@@ -80,34 +82,30 @@ impl FdBudget {
             })
         })
     }
-
-    /// Descriptors held now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Acquire)
-    }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard one and returns the soft limit in force.
+/// Raises the soft `RLIMIT_NOFILE` to the hard one and returns the soft limit in force
+/// (`usize::MAX` when unlimited).
 fn raise_open_file_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let mut limit = rustix::process::getrlimit(Resource::Nofile);
+    // `None` is unlimited.
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) => current < maximum,
+        (Some(_), None) => true,
+        (None, _) => false,
     };
-    // SAFETY: getrlimit writes the struct we pass, nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
+    if below_hard {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
         };
-        // SAFETY: setrlimit reads the struct we pass, nothing else.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        if rustix::process::setrlimit(Resource::Nofile, raised).is_ok() {
             limit = raised;
         }
     }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    limit
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// An open file counted against its [`FdBudget`] until dropped.
@@ -169,7 +167,7 @@ impl Regions {
     /// region with `writev`-like `sendmsg(MSG_MORE)`, or that buffer from its file with
     /// `sendfile`. `Ok(None)`, with nothing written, when no buffer lies in a region (write
     /// them the usual way).
-    pub fn write(&self, socket: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<Option<Sent>> {
+    pub fn write(&self, socket: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<Option<Sent>> {
         let mut regions = self.lock();
         let found = bufs.iter().enumerate().find_map(|(i, buf)| {
             regions
@@ -183,8 +181,7 @@ impl Regions {
         if index > 0 {
             return send_more(socket, &bufs[..index]).map(|n| Some(Sent::Copied(n)));
         }
-        let file = regions[region].file.file.as_raw_fd();
-        let n = send_file(socket, file, offset, bufs[0].len())?;
+        let n = send_file(socket, &regions[region].file.file, offset, bufs[0].len())?;
         // Once a region's last byte is out, it has done its job.
         if offset as usize + n == regions[region].bytes.len() {
             regions.remove(region);
@@ -217,28 +214,24 @@ impl Sent {
 }
 
 /// `sendmsg` of `bufs` with `MSG_MORE`: the kernel holds a partial packet for the file data
-/// that follows (the same effect as nginx's `tcp_nopush`, per call).
-fn send_more(socket: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let mut message: libc::msghdr = unsafe {
-        // SAFETY: msghdr is plain data for which all-zero is a valid (empty) value.
-        std::mem::zeroed()
-    };
-    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
-    message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    // SAFETY: the iovecs point into `bufs`, alive for the call; the kernel only reads them.
-    let n = unsafe { libc::sendmsg(socket, &message, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+/// that follows (the same effect as nginx's `tcp_nopush`, per call). `MSG_NOSIGNAL`: a peer
+/// that has gone is an `EPIPE` error, not a signal that kills the server.
+fn send_more(socket: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // The kernel refuses more than UIO_MAXIOV buffers in one call; the rest go in the next.
+    let bufs = &bufs[..bufs.len().min(libc::UIO_MAXIOV as usize)];
+    let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+    Ok(rustix::net::sendmsg(
+        socket,
+        bufs,
+        &mut SendAncillaryBuffer::default(),
+        flags,
+    )?)
 }
 
 /// `sendfile` of `len` bytes of `file` from `offset` to `socket`.
-fn send_file(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
-    let mut offset = libc::off_t::try_from(offset)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
-    // SAFETY: both descriptors are open for the call (the socket by our caller, the file by the
-    // region it came from); the kernel writes only `offset`.
-    let n = unsafe { libc::sendfile(socket, file, &mut offset, len) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+fn send_file(socket: BorrowedFd<'_>, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    let mut offset = offset;
+    Ok(rustix::fs::sendfile(socket, file, Some(&mut offset), len)?)
 }
 
 #[cfg(test)]
@@ -246,6 +239,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
 
     fn file_with(bytes: &[u8]) -> File {
         let mut file = tempfile::tempfile().unwrap();
@@ -259,9 +253,9 @@ mod tests {
         let a = budget.hold(file_with(b"a")).unwrap();
         let b = budget.hold(file_with(b"b")).unwrap();
         assert!(budget.hold(file_with(b"c")).is_none());
-        assert_eq!(budget.held(), 2);
+        assert_eq!(budget.held.load(Ordering::Acquire), 2);
         drop((a, b));
-        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.held.load(Ordering::Acquire), 0);
         assert!(budget.hold(file_with(b"d")).is_some());
     }
 
@@ -291,7 +285,7 @@ mod tests {
         while !body_left.is_empty() {
             let bufs = [IoSlice::new(head_left), IoSlice::new(body_left)];
             let bufs: Vec<_> = bufs.into_iter().filter(|b| !b.is_empty()).collect();
-            let sent = regions.write(sender.as_raw_fd(), &bufs).unwrap().unwrap();
+            let sent = regions.write(sender.as_fd(), &bufs).unwrap().unwrap();
             kinds.push(sent);
             let mut n = sent.count();
             let from_head = n.min(head_left.len());
@@ -310,10 +304,12 @@ mod tests {
     #[test]
     fn buffers_outside_every_region_are_left_to_the_caller() {
         let regions = Regions::default();
+        // Never written to: no buffer lies in a region.
+        let unused = file_with(b"");
         let other = vec![1u8; 10];
         assert!(
             regions
-                .write(-1, &[IoSlice::new(&other)])
+                .write(unused.as_fd(), &[IoSlice::new(&other)])
                 .unwrap()
                 .is_none()
         );
@@ -324,7 +320,7 @@ mod tests {
         });
         assert!(
             regions
-                .write(-1, &[IoSlice::new(&other)])
+                .write(unused.as_fd(), &[IoSlice::new(&other)])
                 .unwrap()
                 .is_none()
         );

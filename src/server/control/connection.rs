@@ -20,7 +20,8 @@ use super::protocol::{
 use super::session::{Command, PrefetchNeed, QueueEntry};
 use super::{ControlHub, SharedSession, broadcast_state, lock};
 use crate::server::AppState;
-use crate::server::prefetch::{DEFAULT_SECONDS, HintRequest, fill_init_sizes, make_hint, warm};
+use crate::server::prefetch;
+use crate::server::view::{DEFAULT_SECONDS, HintRequest};
 
 /// Heartbeats a peer may stay silent before it is dropped.
 const SILENT_HEARTBEATS: u32 = 3;
@@ -374,31 +375,22 @@ impl Connection {
         let state = self.state.clone();
         let session = Arc::clone(session);
         tokio::spawn(async move {
-            let track = need.track.clone();
             let request = HintRequest {
                 bandwidth: need.bandwidth,
                 from: 0.0,
                 seconds: DEFAULT_SECONDS,
                 rendition: None,
             };
-            let base = state
-                .signer()
-                .media_base(&track, std::time::SystemTime::now());
-            let hint = state
-                .with_catalog(move |catalog| {
-                    Ok(catalog
-                        .get(&track)?
-                        .and_then(|record| make_hint(&record, &base, &request).ok()))
-                })
-                .await;
-            let Ok(Some(hint)) = hint else {
-                tracing::debug!(track = %need.track, "control: no prefetch hint for the next track");
+            let hint = match prefetch::hints(&state, vec![need.track.clone()], request).await {
+                Ok(hints) => hints.into_iter().next(),
+                Err(e) => {
+                    tracing::debug!(track = %need.track, error = %e, "control: no prefetch hint for the next track");
+                    return;
+                }
+            };
+            let Some(hint) = hint else {
                 return;
             };
-            let mut hints = [hint];
-            fill_init_sizes(state.files(), &mut hints).await;
-            let [hint] = hints;
-            warm(state.files(), std::slice::from_ref(&hint));
             let message = ServerMessage::Prefetch {
                 track: need.track,
                 index: need.index,

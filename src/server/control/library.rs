@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::ControlHub;
 use super::protocol::ServerMessage;
 use crate::server::AppState;
-use crate::server::api::Track;
 use crate::server::error::ApiError;
+use crate::server::view::Track;
 
 /// The catalog's version and track ids as last seen.
 type Seen = (u64, HashSet<String>);

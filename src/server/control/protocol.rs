@@ -8,8 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::server::api::Track;
-use crate::server::prefetch::PrefetchHint;
+use crate::server::view::{PrefetchHint, Track};
 use crate::store::is_track_id;
 
 /// The subprotocol name, and the `protocol` of `welcome`.

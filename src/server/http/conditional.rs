@@ -1,6 +1,15 @@
 //! Conditional requests (RFC 9110 13): entity tags, their two comparison functions, and the
 //! evaluation of the preconditions in the order of RFC 9110 13.2.2.
 //!
+//! Why no crate: tower-http has no conditional-request layer (its `ServeDir` checks the two
+//! date fields only, and sends no ETag). The `headers` crate parses the fields into types and
+//! compares a tag list, but leaves the 13.2.2 order, the 304/412 choice and the per-coding tags
+//! ([`EntityTag::with_suffix`]) to the caller, and its `IfRange::is_modified` treats a date as
+//! If-Modified-Since does (`since < last_modified`), where 13.1.5 asks for an exact match with a
+//! Last-Modified that is a strong validator; a stale range would be spliced onto a changed
+//! file. It is also not a dependency today. So the parsing (tags, tag lists, dates through
+//! `httpdate`) and the evaluation stay here, each with its section of the RFC.
+//!
 //! The order matters: If-Match, then If-Unmodified-Since only when If-Match is absent, then
 //! If-None-Match, then If-Modified-Since only when If-None-Match is absent (so a client that
 //! sends both gets the answer of the more precise validator), and If-Range last, only to decide

@@ -1,14 +1,19 @@
 //! CORS (Fetch standard, "CORS protocol"), so a player on another origin can fetch the media.
 //!
-//! Written here rather than with tower-http's `CorsLayer` because that layer answers a
-//! preflight with 200 where we want 204, and adds `Vary: Origin` to every response, which would
+//! Why not tower-http's `CorsLayer`: the same headers must come from two places, the router's
+//! per-route layer (`server/edge.rs`, which also counts metrics, in one allocation-free
+//! future) and the hot path (`server/hot.rs`), which answers cached segments without any tower
+//! service; `CorsLayer` only exists as a service (and builds a `HeaderMap` per request),
+//! so the hot path would need a second copy of the policy that could drift from the first. It
+//! has no `Timing-Allow-Origin`, which a cross-origin player needs to measure its bandwidth, and
+//! its default `Vary` (Origin and the preflight request headers; `.vary([])` removes it) would
 //! split a CDN's cache of immutable segments by origin for no gain: the allowed origin is one
-//! fixed value from the configuration, so no response depends on the request's `Origin`.
+//! fixed value, so no response depends on the request's `Origin`. What is left is three headers
+//! and a 204 preflight, below.
 //!
 //! Every response gets `Access-Control-Allow-Origin`, `Timing-Allow-Origin` (the same origin) and
-//! `Access-Control-Expose-Headers` (listed
-//! by name: browsers do not expand `*` for Content-Range and friends on every engine, and never
-//! for credentialed requests). Any OPTIONS request is answered here with 204, the methods and
+//! `Access-Control-Expose-Headers` (listed by name: browsers do not expand `*` for Content-Range
+//! and friends on every engine, and never for credentialed requests). Any OPTIONS request is answered here with 204, the methods and
 //! request headers a player needs (Range and the conditional ones), and a max-age so browsers
 //! cache the preflight.
 

@@ -1,6 +1,15 @@
 //! Content codings (RFC 9110 8.4, 12.5.3): negotiate gzip or br from Accept-Encoding, and
 //! compress a representation at most once per coding.
 //!
+//! Why not tower-http's `CompressionLayer`: it compresses every response as it streams, so a
+//! playlist fetched a thousand times is compressed a thousand times, where an immutable one is
+//! compressed here once and kept, in each coding, in the hot-file cache with its identity body.
+//! It keeps the identity `ETag` on the compressed body, but a strong tag must differ per content
+//! coding (8.8.3), or a 304 or an If-Range would mix the two representations; ours carry a
+//! suffix per coding. It drops `Content-Length` and `Accept-Ranges`, and would bring
+//! async-compression with it. Negotiation is the q-value rule of 12.5.3, a few lines; the
+//! compression itself is the `flate2` and `brotli` crates.
+//!
 //! Only text (playlists, MPDs, JSON) is ever compressed; segments are already AAC and would not
 //! shrink. Negotiation takes the highest q-value among `br` and `gzip` (an absent coding gets
 //! the q of `*`, else 0; `br` wins ties as it is smaller), and keeps identity when the client

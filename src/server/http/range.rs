@@ -1,6 +1,15 @@
 //! Range requests (RFC 9110 14): parse a `Range` field against a representation's length and
 //! decide what to send.
 //!
+//! Why no crate: tower-http has range support only inside `ServeDir`/`ServeFile`, for files it
+//! opens itself (our bodies are in-memory entities, sent from held descriptors), and there it
+//! answers any multi-range request with 416 where RFC 9110 14.6 and REDbot expect
+//! multipart/byteranges; it has no amplification bounds. The `headers` crate (not a dependency;
+//! axum's typed headers are off) only tokenizes `Range`: it silently drops a malformed spec and
+//! keeps the others, where 14.2 lets a server ignore or reject an invalid ranges-specifier (we
+//! ignore it), and the 416/206/multipart decision and the bounds below would still be ours. The
+//! parser is forty lines; the rules are the point of this module.
+//!
 //! Only the `bytes` unit is understood; any other unit, and any syntactically invalid field, is
 //! ignored (14.2: a server MAY ignore the field), which means a 200 with the whole body. Each
 //! range-spec is resolved against the length (14.1.2): `first-last` (last clamped to the end),

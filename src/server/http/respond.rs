@@ -39,6 +39,10 @@ pub struct Entity {
     last_modified_value: Option<HeaderValue>,
 }
 
+/// Cache-Control of the API's JSON: a cache may keep it but must revalidate each use (a 304),
+/// so a newly ingested track shows up at once.
+pub const API_CACHE_CONTROL: &str = "no-cache";
+
 /// Hex of the first 128 bits of the BLAKE3 hash of `bytes`: an entity tag that depends on
 /// nothing but the content, so it is the same after a restart and on every origin.
 pub fn content_tag(bytes: &[u8]) -> EntityTag {
@@ -285,6 +289,22 @@ pub fn respond_from_file(
             (response(StatusCode::PARTIAL_CONTENT, h, multipart), None)
         }
     }
+}
+
+/// The response for a JSON body of the API (`no-cache`, compressed per request), through
+/// [`respond`] like every other body.
+pub async fn json_response(method: &Method, headers: &HeaderMap, json: Vec<u8>) -> Response {
+    let entity = Entity::new(
+        "application/json",
+        API_CACHE_CONTROL,
+        Bytes::from(json),
+        None,
+    )
+    .compressible(Effort::PerRequest);
+    let entity = Arc::new(entity);
+    let coding = select_coding(headers, &entity);
+    prepare(&entity, coding).await;
+    respond(method, headers, &entity, coding, SystemTime::now())
 }
 
 #[cfg(test)]
