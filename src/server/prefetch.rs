@@ -35,7 +35,7 @@ pub const MAX_SECONDS: f64 = 30.0;
 /// Most tracks in one `?tracks=` request.
 pub const MAX_TRACKS: usize = 20;
 /// Share of the measured bandwidth a rendition's peak bitrate may use.
-const BANDWIDTH_SHARE: f64 = 0.5;
+pub const BANDWIDTH_SHARE: f64 = 0.5;
 
 /// What to fetch to start one track.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
