@@ -16,11 +16,13 @@
 //   the pump then keeps ~25 s buffered ahead, choosing a rendition per segment.
 
 import {
-  sleep, isAbort, errorName, clamp, notify, invalidate, bandwidth, haveBytes, getBytes, tracks, trackById, segUrl,
-  trackDuration, segmentAt, pageConfig,
+  sleep, isAbort, errorName, notify, invalidate, bandwidth, haveBytes, getBytes, tracks, trackById, pageConfig,
 } from './media.js';
 import { audio, volume, trackGain, gain } from './output.js';
-import { chooseRendition as chooseFor, preferReady, place, segTime, placementAt, rangeAt, withoutEditList } from './logic.js';
+import {
+  chooseRendition as chooseFor, clamp, place, placementAt, preferReady, rangeAt, segTime, segUrl, segmentAt,
+  trackDuration, withoutEditList,
+} from './logic.js';
 
 /** @typedef {import('./types.js').Track} Track */
 /** @typedef {import('./types.js').Rendition} Rendition */
@@ -38,7 +40,7 @@ const RESUME_AFTER_FAILURE_MS = 4000;
 /**
  * The engine's state.
  * @typedef {object} Engine
- * @property {MediaSource} ms the MediaSource on the element
+ * @property {MediaSource | null} ms the MediaSource on the element (from startEngine())
  * @property {SourceBuffer | null} sb its SourceBuffer, once media came
  * @property {string | null} mime the SourceBuffer's type
  * @property {string | null} lastInit URL of the init segment the SourceBuffer last saw
@@ -63,7 +65,7 @@ const RESUME_AFTER_FAILURE_MS = 4000;
 
 /** The engine's state; a start (engine.gen) owns it until the next. @type {Engine} */
 export const engine = {
-  ms: /** @type {MediaSource} */ (/** @type {unknown} */ (null)), // set by startEngine()
+  ms: null,
   sb: null, mime: null, lastInit: null, opened: Promise.resolve(),
   gen: 0, ctl: null, queue: [], placements: [], current: null,
   playing: false,
@@ -117,11 +119,12 @@ function sbDo(gen, fn) {
   return run;
 }
 
-/** @param {number} gen @param {string} codec */
+/** The SourceBuffer for `codec`: made, or switched with changeType() where the browser has it.
+ *  @param {number} gen @param {string} codec */
 async function ensureSourceBuffer(gen, codec) {
   const mime = `audio/mp4; codecs="${codec}"`;
   await engine.opened;
-  if (gen !== engine.gen) return;
+  if (gen !== engine.gen || !engine.ms) return;
   if (!engine.sb) [engine.sb, engine.mime] = [engine.ms.addSourceBuffer(mime), mime];
   else if (engine.mime !== mime && 'changeType' in engine.sb) await sbDo(gen, (sb) => { sb.changeType(mime); engine.mime = mime; return false; });
 }
@@ -233,7 +236,7 @@ function start(queue, index, pos = 0, play = true) {
 async function resetTimeline(gen) {
   await engine.opened;
   const { ms, sb } = engine;
-  if (!sb || gen !== engine.gen) return;
+  if (!sb || !ms || gen !== engine.gen) return;
   if (sb.updating && ms.readyState === 'open') {
     sb.abort();
     engine.lastInit = null; // it may have been an init segment
@@ -301,7 +304,7 @@ async function cutBroken(gen, pl, k) {
   notify(`Could not play “${pl.track.title}”: skipping it.`);
   const at = Math.max(pl.start, segTime(pl, k));
   await sbDo(gen, (sb) => {
-    if (engine.ms.readyState === 'open') sb.abort(); // drop what the parser holds of the bad segment
+    if (engine.ms?.readyState === 'open') sb.abort(); // drop what the parser holds of the bad segment
     if (!sb.buffered.length || sb.buffered.end(sb.buffered.length - 1) <= at) return false;
     sb.remove(at, Infinity);
     return true;
@@ -374,7 +377,7 @@ async function pump(gen) {
     }
     const qi = pl.qi + 1;
     if (qi >= engine.queue.length) {
-      await sbDo(gen, () => { if (engine.ms.readyState === 'open') engine.ms.endOfStream(); return false; }).catch(() => {});
+      await sbDo(gen, () => { if (engine.ms?.readyState === 'open') engine.ms.endOfStream(); return false; }).catch(() => {});
       return;
     }
     if (ahead >= engine.goal) { await waitTick(); continue; }

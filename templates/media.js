@@ -9,9 +9,6 @@ import { ByteCache, ThroughputEstimate, initialBandwidth, parsePageConfig } from
 
 /** @typedef {import('./types.js').Track} Track */
 
-// The media layout of a track, for the modules that import it from here.
-export { clamp, segUrl, trackDuration, segEdges, segmentAt, peakBitrate, normalizationGain } from './logic.js';
-
 const MEMORY_LIMIT_BYTES = 48 * 1024 * 1024;
 const RETRY_DELAYS_MS = [300, 1000];
 
@@ -21,15 +18,15 @@ export const pageConfig = parsePageConfig(document.getElementById('segue-config'
 /** What the view hears from the core. */
 export const hooks = {
   /** Something shown changed (`full`: more than the playhead). @param {boolean} full */
-  changed(full) {}, // eslint-disable-line no-unused-vars
+  changed(full) {},
   /** A message for the user. @param {string} text */
-  notify(text) {}, // eslint-disable-line no-unused-vars
+  notify(text) {},
   /** The control channel is 'connecting', 'open' (joined: control.deviceId) or 'closed'. @param {'connecting' | 'open' | 'closed'} state */
-  ws(state) {}, // eslint-disable-line no-unused-vars
+  ws(state) {},
   /** A track's hinted bytes are in memory. @param {string} trackId */
-  prefetched(trackId) {}, // eslint-disable-line no-unused-vars
+  prefetched(trackId) {},
   /** A `library` message: tracks ingested while the page is open. @param {Track[]} tracks */
-  libraryAdded(tracks) {}, // eslint-disable-line no-unused-vars
+  libraryAdded(tracks) {},
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -16,13 +16,14 @@
 // - View: getView() is what to show, from the local engine or from the remote session.
 
 import {
-  hooks, clamp, storage, notify, invalidate, fetchJson, bandwidth, tracks, prefetched, addTracks, trackById,
-  trackDuration, segmentAt, pageConfig,
+  hooks, storage, notify, invalidate, fetchJson, bandwidth, tracks, prefetched, addTracks, trackById, pageConfig,
 } from './media.js';
 import { engine, startEngine, start, position, bufferedAhead, isBuffered, playElement, onTimeUpdate } from './engine.js';
 import { settings, audio, volume, gain, trackGain } from './output.js';
 import { whenHealthy, prefetchFirst, placed, prefetchHints } from './prefetch.js';
-import { inQueue, nextTarget, previousTarget, sameQueue, seekTarget, statePosition as positionOf } from './logic.js';
+import {
+  clamp, inQueue, nextTarget, previousTarget, sameQueue, seekTarget, segmentAt, statePosition as positionOf, trackDuration,
+} from './logic.js';
 
 /** @typedef {import('./types.js').Track} Track */
 /** @typedef {import('./types.js').Rendition} Rendition */
