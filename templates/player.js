@@ -154,7 +154,7 @@ export const control = {
       addTracks(msg.added ?? []);
       hooks.libraryAdded(msg.added ?? []);
     } else if (msg.type === 'error') {
-      if (msg.in_reply_to != null) this.pending.delete(msg.in_reply_to);
+      if (typeof msg.in_reply_to === 'number') this.pending.delete(msg.in_reply_to); // ours are numbers
       if (msg.code === 'not_active') console.warn('segue: control error', msg);
       else notify(msg.message || msg.code, msg);
     } // other types: a newer server's, ignored

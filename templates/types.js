@@ -97,7 +97,7 @@
  *   | ({ type: 'state' } & SessionState)
  *   | { type: 'prefetch', track: string, index: number, reason: string, hint: PrefetchHint }
  *   | { type: 'library', added?: Track[] }
- *   | { type: 'error', code: string, message: string, in_reply_to?: number }} ServerMessage
+ *   | { type: 'error', code: string, message: string, in_reply_to?: number | string }} ServerMessage
  */
 
 /**
