@@ -1,32 +1,41 @@
-// segue's player core: the library data, the queue, and the session: playback (/assets/engine.js)
+// @ts-check
+// segue's player core: the library data, the queue, and the session: playback (./engine.js)
 // joined to a shared session over the control channel (docs/control-protocol.md). The view
-// (/assets/view.js) renders from getView(), calls `actions`, and hears of changes through `hooks`.
+// (./view.js) renders from getView(), calls `actions`, and hears of changes through `hooks`.
 //
 // How it fits together:
-// - Bytes (/assets/media.js): the library data and every media file, kept in memory.
-// - Engine (/assets/engine.js): gapless MSE playback of a queue on the page's <audio>.
-// - Prefetch (/assets/prefetch.js): the server's hints fetched ahead, and a preroll.
+// - Logic (./logic.js): the pure decisions (ABR, queue arithmetic, the data shapes), tested
+//   under node (tests/player/).
+// - Bytes (./media.js): the library data and every media file, kept in memory.
+// - Engine (./engine.js): gapless MSE playback of a queue on the page's <audio>; the element,
+//   the volume and the loudness gain are in ./output.js.
+// - Prefetch (./prefetch.js): the server's hints fetched ahead, and a preroll.
 // - Control: the WebSocket session. A command is carried out here at once when this device
 //   plays (or nobody does) and is sent to the server too; when another device plays, the
 //   buttons are a remote and the `state` broadcast drives everything.
 // - View: getView() is what to show, from the local engine or from the remote session.
 
 import {
-  hooks, clamp, storage, notify, invalidate, fetchJson, bandwidth, tracks, prefetched, addTracks, trackById,
-  trackDuration, segmentAt,
-} from '/assets/media.js';
+  hooks, storage, notify, invalidate, fetchJson, bandwidth, tracks, prefetched, addTracks, trackById, pageConfig,
+} from './media.js';
+import { engine, startEngine, start, position, bufferedAhead, isBuffered, playElement, onTimeUpdate } from './engine.js';
+import { settings, audio, volume, gain, trackGain } from './output.js';
+import { whenHealthy, prefetchFirst, placed, prefetchHints } from './prefetch.js';
 import {
-  engine, settings, startEngine, audio, start, position, bufferedAhead, isBuffered, playElement, volume, gain,
-  trackGain, onTimeUpdate,
-} from '/assets/engine.js';
-import { whenHealthy, prefetchFirst, placed, prefetchHints } from '/assets/prefetch.js';
+  clamp, inQueue, nextTarget, previousTarget, sameQueue, seekTarget, segmentAt, statePosition as positionOf, trackDuration,
+} from './logic.js';
+
+/** @typedef {import('./types.js').Track} Track */
+/** @typedef {import('./types.js').Rendition} Rendition */
+/** @typedef {import('./types.js').SessionState} SessionState */
+/** @typedef {import('./types.js').ServerMessage} ServerMessage */
+/** @typedef {import('./types.js').ClientMessage} ClientMessage */
 
 // What the view uses of the data layer and the engine.
 export { hooks, fetchJson, tracks, prefetched, addTracks, trackById, trackDuration, segmentAt };
 export { engine, settings, whenHealthy, prefetchFirst };
 
 const REPORT_EVERY_MS = 2000;
-const PROTOCOL = 'segue.control.v1';
 
 // What this device does when it plays for itself or for the session.
 const local = {
@@ -42,41 +51,60 @@ const local = {
     }
   },
   pause() { engine.playing = false; audio.pause(); },
+  /** @param {number} pos track seconds */
   seek(pos) {
     const pl = engine.current;
     if (!pl) return;
-    pos = clamp(pos, 0, Math.max(0, trackDuration(pl.track) - 0.05));
+    pos = seekTarget(pos, trackDuration(pl.track));
     if (isBuffered(pl.start + pos) && !pl.pendingStart) audio.currentTime = pl.start + pos;
     else start(engine.queue, pl.qi, pos, engine.playing); // fetches only from the target's segment
   },
+  /** @param {number} qi */
   jump(qi) {
-    if (qi < 0 || qi >= engine.queue.length) return;
+    if (!inQueue(qi, engine.queue.length)) return;
     const placed = engine.placements.find((p) => p.qi === qi);
     if (placed && isBuffered(placed.start)) audio.currentTime = placed.start;
     else start(engine.queue, qi, 0, engine.playing);
   },
   next() {
     const pl = engine.current;
-    if (pl && pl.qi + 1 < engine.queue.length) local.jump(pl.qi + 1);
-    else if (pl) start(engine.queue, 0, 0, false); // past the end: back to the start, stopped (as the server does)
+    if (!pl) return;
+    const to = nextTarget(pl.qi, engine.queue.length);
+    if (to.play) local.jump(to.jump);
+    else start(engine.queue, to.jump, 0, false); // past the end: back to the start, stopped (as the server does)
   },
   previous() {
     const pl = engine.current;
-    if (pl && (position() > 3 || pl.qi === 0)) local.seek(0);
-    else if (pl) local.jump(pl.qi - 1);
+    if (!pl) return;
+    const to = previousTarget(pl.qi, position());
+    if ('seek' in to) local.seek(to.seek);
+    else local.jump(to.jump);
   },
+  /** @param {number} level from 0 to 1 */
   volume(level) { volume.user = level; volume.update(); },
 };
 
 // ---------------------------------------------------------------------------------------------
 // Control channel (docs/control-protocol.md).
 
+/** The control channel's state and its handlers. */
 export const control = {
-  ws: null, joined: false, deviceId: null, state: null, stateAt: 0, fresh: false, retryMs: 500, nextId: 1,
-  // Ids of commands carried out here whose `state` has not come back: until then the server's
-  // state is older than local playback and must not drive it.
+  /** @type {WebSocket | null} */
+  ws: null,
+  joined: false,
+  /** @type {string | null} this device's id in the session */
+  deviceId: null,
+  /** @type {SessionState | null} the last `state` */
+  state: null,
+  stateAt: 0, fresh: false, retryMs: 500, nextId: 1,
+  /** Ids of commands carried out here whose `state` has not come back (-> when sent): until then
+   *  the server's state is older than local playback and must not drive it.
+   *  @type {Map<number, number>} */
   pending: new Map(),
-  session: null, name: null, // from boot()
+  /** @type {string | null} from boot() */
+  session: null,
+  /** @type {string | null} from boot() */
+  name: null,
 
   async connect() {
     hooks.ws('connecting');
@@ -90,12 +118,14 @@ export const control = {
     }
     let ws;
     try {
-      ws = this.ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`, PROTOCOL);
+      ws = this.ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`, pageConfig.protocol);
     } catch (e) {
       console.warn('segue: no control channel', e);
       return this.dropped();
     }
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', device: { name: this.name }, session: this.session }));
+    /** @type {ClientMessage} */
+    const hello = { type: 'hello', device: { name: this.name }, session: this.session };
+    ws.onopen = () => ws.send(JSON.stringify(hello));
     ws.onmessage = (ev) => {
       try { this.receive(JSON.parse(ev.data)); } catch (e) { console.warn('segue: bad control message', ev.data, e); }
     };
@@ -110,6 +140,7 @@ export const control = {
     this.retryMs = Math.min(this.retryMs * 2, 15000);
     invalidate(true);
   },
+  /** @param {ServerMessage} msg */
   receive(msg) {
     if (msg.type === 'welcome') {
       Object.assign(this, { joined: true, deviceId: msg.device, fresh: true, retryMs: 500 });
@@ -123,11 +154,12 @@ export const control = {
       addTracks(msg.added ?? []);
       hooks.libraryAdded(msg.added ?? []);
     } else if (msg.type === 'error') {
-      this.pending.delete(msg.in_reply_to);
+      if (typeof msg.in_reply_to === 'number') this.pending.delete(msg.in_reply_to); // ours are numbers
       if (msg.code === 'not_active') console.warn('segue: control error', msg);
       else notify(msg.message || msg.code, msg);
     } // other types: a newer server's, ignored
   },
+  /** @param {SessionState} s */
   onState(s) {
     Object.assign(this, { state: s, stateAt: performance.now() });
     const oldest = this.pending.keys().next();
@@ -135,7 +167,8 @@ export const control = {
     for (const [id, at] of this.pending) if (performance.now() - at > 5000) this.pending.delete(id);
     const fresh = this.fresh;
     this.fresh = false;
-    const mine = () => ({ type: 'load', tracks: engine.queue, index: engine.current.qi, position: position(), play: true });
+    /** @returns {ClientMessage} */
+    const mine = () => ({ type: 'load', tracks: engine.queue, index: engine.current?.qi ?? 0, position: position(), play: true });
     if (s.active_device === this.deviceId) {
       if (!this.pending.size) matchSession(s);
     } else if (fresh && engine.playing && engine.current) {
@@ -150,6 +183,7 @@ export const control = {
   isActive() { return this.joined && this.state?.active_device === this.deviceId; },
   /** Whether a command is carried out here: this device plays, or nobody does. */
   playsHere() { return !this.joined || !this.state || this.state.active_device == null || this.isActive(); },
+  /** Sends `msg` (numbered); `appliedHere`: carried out here already. @param {ClientMessage} msg */
   send(msg, appliedHere = false) {
     if (!this.joined || this.ws?.readyState !== WebSocket.OPEN) return;
     msg.id = this.nextId++;
@@ -165,21 +199,22 @@ export const control = {
   },
 };
 
-/** The session's position now: as of the `state`, plus the time since while playing. */
+/** The session's position now: as of the `state`, plus the time since while playing. @param {SessionState} s */
 export function statePosition(s) {
-  const t = s.track && tracks.get(s.track);
-  const p = s.position + (s.playing ? (performance.now() - control.stateAt) / 1000 : 0);
-  return t ? Math.min(p, trackDuration(t)) : p;
+  const t = s.track ? tracks.get(s.track) : undefined;
+  return positionOf(s, performance.now() - control.stateAt, t ? trackDuration(t) : null);
 }
 
-/** This device plays for the session: local playback is made to match its state. */
+/** This device plays for the session: local playback is made to match its state. @param {SessionState} s */
 function matchSession(s) {
-  if (!s.queue.length || s.track == null) return engine.playing && local.pause();
+  if (!s.queue.length || s.track == null) {
+    if (engine.playing) local.pause();
+    return;
+  }
   const pos = statePosition(s), cur = engine.current;
-  const sameQueue = s.queue.length === engine.queue.length && s.queue.every((id, i) => id === engine.queue[i]);
   // Just past a gapless boundary the server may not have our report yet: one entry behind, at its end, is us.
   const lagging = cur && s.index + 1 === cur.qi && s.playing && pos >= trackDuration(tracks.get(s.track) ?? cur.track) - 2;
-  if (!cur || !sameQueue || (s.index !== cur.qi && !lagging)) start(s.queue, s.index, pos, s.playing);
+  if (!cur || !sameQueue(s.queue, engine.queue) || (s.index !== cur.qi && !lagging)) start(s.queue, s.index, pos, s.playing);
   else if (!lagging) {
     if (Math.abs(position() - pos) > 1 && !audio.ended && !cur.pendingStart) local.seek(pos);
     if (s.playing && !engine.playing && !audio.ended) local.play();
@@ -188,8 +223,12 @@ function matchSession(s) {
   if (Math.abs(volume.user - s.volume) > 0.005) local.volume(s.volume);
 }
 
-/** A user's command: carried out here at once when this device plays for the session (or nobody
- *  plays) and sent to the server; with another device playing, only sent (a remote control). */
+/**
+ * A user's command: carried out here at once when this device plays for the session (or nobody
+ * plays) and sent to the server; with another device playing, only sent (a remote control).
+ * @param {ClientMessage} msg
+ * @param {() => void} here
+ */
 function command(msg, here) {
   const playsHere = control.playsHere();
   if (playsHere) here();
@@ -200,8 +239,21 @@ function command(msg, here) {
 // ---------------------------------------------------------------------------------------------
 // The view's interface
 
+/**
+ * What the view shows.
+ * @typedef {object} View
+ * @property {readonly string[]} queue the queue's track ids
+ * @property {number} index the entry playing (-1: none)
+ * @property {Track | null} track its track
+ * @property {number} position track seconds
+ * @property {boolean} playing whether it plays
+ * @property {number} volume from 0 to 1
+ * @property {Rendition | null} [rendition] the rendition playing here
+ * @property {string} [remote] the name of the device playing elsewhere
+ */
+
 /** What to show: the local engine when it plays for the session (or alone), else the remote
- *  session's state. `remote` is the name of the device playing elsewhere. */
+ *  session's state. `remote` is the name of the device playing elsewhere. @returns {View} */
 export function getView() {
   const s = control.state;
   if (control.playsHere() || !s) {
@@ -212,15 +264,16 @@ export function getView() {
     };
   }
   return {
-    queue: s.queue, index: s.track ? s.index : -1, track: (s.track && tracks.get(s.track)) ?? null, position: statePosition(s),
+    queue: s.queue, index: s.track ? s.index : -1, track: (s.track ? tracks.get(s.track) : null) ?? null, position: statePosition(s),
     playing: s.playing, volume: s.volume, remote: s.devices.find((d) => d.id === s.active_device)?.name ?? 'another device',
   };
 }
 
+/** @type {ReturnType<typeof setTimeout> | undefined} */
 let volumeTimer;
 /** What the user can do; each is a command of the protocol, carried out here or remotely. */
 export const actions = {
-  /** Plays `ids` from the first. */
+  /** Plays `ids` from the first. @param {string[]} ids */
   playTracks(ids) {
     ids = ids.slice(0, 1000);
     if (ids.length) command({ type: 'load', tracks: ids, index: 0 }, () => start(ids, 0, 0, true));
@@ -229,27 +282,30 @@ export const actions = {
     const playing = getView().playing;
     command({ type: playing ? 'pause' : 'play' }, playing ? local.pause : local.play);
   },
+  /** Seeks to `pos` track seconds. @param {number} pos */
   seek(pos) { command({ type: 'seek', position: pos }, () => local.seek(pos)); },
   next() { command({ type: 'next' }, local.next); },
   previous() { command({ type: 'previous' }, local.previous); },
-  /** Plays queue entry `qi` (resuming if paused). */
+  /** Plays queue entry `qi` (resuming if paused). @param {number} qi */
   jump(qi) {
     const paused = !getView().playing;
     command({ type: 'jump', index: qi }, () => local.jump(qi));
     if (paused) actions.togglePlay();
   },
+  /** Sets the session's volume. @param {number} level from 0 to 1 */
   volume(level) {
     if (control.playsHere()) local.volume(level);
     storage.set('segue.volume', String(level));
     clearTimeout(volumeTimer); // a drag would otherwise spend the command rate limit
     volumeTimer = setTimeout(() => control.send({ type: 'volume', level }, control.playsHere()), 150);
   },
+  /** Turns loudness normalization on or off. @param {boolean} on */
   normalize(on) {
     settings.normalize = on;
     storage.set('segue.normalize', on ? '1' : '0');
     if (engine.current) gain.apply(trackGain(engine.current));
   },
-  /** Moves playback to device `id`. */
+  /** Moves playback to device `id`. @param {string} id */
   transfer(id) { control.send({ type: 'transfer', device: id }); },
   /** Moves playback here: with nobody playing, that means play; else it stays playing or paused. */
   playHere() {
@@ -264,8 +320,11 @@ export const actions = {
  *  frame too, so the UI flips at once. */
 export const tick = onTimeUpdate;
 
-/** Starts the core: the engine, the control channel and the audio graph, joining `session` as
- *  `device`. */
+/**
+ * Starts the core: the engine, the control channel and the audio graph, joining `session` as
+ * `device`.
+ * @param {{ device: string, session: string }} who
+ */
 export function boot({ device, session }) {
   Object.assign(control, { name: device, session });
   engine.report = () => control.report();

@@ -1,11 +1,16 @@
+// @ts-check
 // Prefetch: the server's hints (GET /api/prefetch, `prefetch` messages) fetched into memory, and
 // the element warmed up with the start of the track a click is likeliest to start.
 
-import { hooks, sleep, fetchJson, bandwidth, getBytes, prefetched, trackById } from '/assets/media.js';
-import { engine, bufferedAhead, place, appendSegment, UPSWITCH_MIN_BUFFER_S } from '/assets/engine.js';
+import { hooks, sleep, fetchJson, bandwidth, getBytes, prefetched, trackById } from './media.js';
+import { engine, bufferedAhead, appendSegment } from './engine.js';
+import { place, UPSWITCH_MIN_BUFFER_S } from './logic.js';
+
+/** @typedef {import('./types.js').PrefetchHint} PrefetchHint */
 
 const PREFETCH_TRACKS = 3;
 
+/** Whether the hinted track is on the timeline already. @param {PrefetchHint | undefined} hint */
 const placed = (hint) => engine.placements.some((p) => p.track.id === hint?.track);
 
 /** Resolves once the track playing has enough buffered that other requests (the next track's
@@ -19,6 +24,7 @@ export async function whenHealthy() {
   }
 }
 
+/** Fetches the files of `hints` into memory (kept even if no start wants them yet). @param {PrefetchHint[] | undefined} hints */
 function prefetchHints(hints) {
   for (const h of hints ?? []) {
     if (!h?.init) continue;
@@ -32,7 +38,8 @@ function prefetchHints(hints) {
 /** Prepares the element with the start of the track a click is likeliest to start (the first of
  *  the list): its init and first segment, appended as its start would (a preroll). Chromium
  *  builds its demuxer and decoder as the first media comes in, tens of milliseconds that would
- *  otherwise come after the click; a start of another track removes the preroll. */
+ *  otherwise come after the click; a start of another track removes the preroll.
+ *  @param {PrefetchHint} hint */
 async function warmUp(hint) {
   const gen = engine.gen;
   try {
@@ -48,12 +55,13 @@ async function warmUp(hint) {
 }
 
 /** Load-time prefetch of the first tracks of the list (`ids`), and the pipeline warmed up with the
- *  first. */
+ *  first. @param {string[]} ids */
 export async function prefetchFirst(ids) {
   ids = ids.slice(0, PREFETCH_TRACKS).filter((id) => !prefetched.has(id));
   if (!ids.length) return;
   const est = bandwidth.estimate();
   try {
+    /** @type {{ hints?: PrefetchHint[] }} */
     const { hints } = await fetchJson(`/api/prefetch?tracks=${ids.join(',')}${est ? `&bandwidth=${Math.round(est)}` : ''}`);
     prefetchHints(hints);
     if (hints?.[0]?.track === ids[0]) warmUp(hints[0]);

@@ -24,7 +24,6 @@ use super::view::{DEFAULT_SECONDS, HintRequest, MAX_SECONDS, PrefetchHint, make_
 use crate::store::is_track_id;
 
 // The player page reads the ABR share from here (the rule lives with the hint builder).
-pub use super::view::BANDWIDTH_SHARE;
 
 /// Most tracks in one `?tracks=` request.
 pub const MAX_TRACKS: usize = 20;

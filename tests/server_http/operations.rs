@@ -105,7 +105,12 @@ async fn api_lists_and_gets_tracks_with_working_urls() {
         assert!(kind.starts_with("text/javascript"), "{url}: {kind}");
         let text = module.text();
         for import in text.split("from '").skip(1) {
-            modules.push(import.split('\'').next().unwrap().to_string());
+            // Specifiers are relative to the importing module, and every module is in /assets/.
+            let spec = import.split('\'').next().unwrap();
+            modules.push(match spec.strip_prefix("./") {
+                Some(name) => format!("/assets/{name}"),
+                None => spec.to_string(),
+            });
         }
     }
     assert!(seen.len() >= 5, "{seen:?}");
