@@ -23,8 +23,6 @@ use super::paths::MediaPath;
 use super::view::{DEFAULT_SECONDS, HintRequest, MAX_SECONDS, PrefetchHint, make_hint};
 use crate::store::is_track_id;
 
-// The player page reads the ABR share from here (the rule lives with the hint builder).
-
 /// Most tracks in one `?tracks=` request.
 pub const MAX_TRACKS: usize = 20;
 
