@@ -7,8 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::error::IngestError;
 use super::panic_message;
-use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
+use super::pipeline::{IngestOutcome, Progress, ingest_file};
 use super::worker::ingest_in_worker;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;

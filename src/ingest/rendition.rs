@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use super::analyze::LoudnessFigures;
+use super::cpu_clock::thread_cpu_seconds;
 use super::encode::{AacEncoder, EncoderInfo};
+use super::error::IngestError;
 use super::fmp4::{self, InitConfig, LoudnessBox};
-use super::pipeline::IngestError;
 use super::segment::{ALIGNMENT_UNIT, SegmentData, SegmentPlan, Segmenter};
 use crate::catalog::{Gapless, RenditionRecord};
 use crate::config::Rung;
@@ -134,7 +135,7 @@ pub(crate) fn encode_rendition(
     if let Some(last) = segmenter.finish() {
         write_segment(staged, &dir, &last, &mut out)?;
     }
-    out.cpu_seconds = super::pipeline::thread_cpu_seconds();
+    out.cpu_seconds = thread_cpu_seconds();
     Ok(out)
 }
 
