@@ -189,8 +189,9 @@ pub(crate) fn finish_rendition(
         channels: 2,
         object_type: r.rung.profile.object_type(),
         audio_specific_config: r.info.audio_specific_config.clone(),
-        avg_bitrate: payload_rate as u32,
-        max_bitrate: peak as u32,
+        avg_bitrate: u32::try_from(payload_rate)
+            .map_err(|_| fmp4::Fmp4Error::Overflow("avgBitrate"))?,
+        max_bitrate: u32::try_from(peak).map_err(|_| fmp4::Fmp4Error::Overflow("maxBitrate"))?,
         buffer_size: r.max_access_unit,
         priming: gapless.priming_samples,
         valid_samples: gapless.valid_samples,
