@@ -98,7 +98,14 @@ fn workers_write_the_same_bytes_as_an_in_process_ingest() {
 #[test]
 fn settings_without_a_flag_reach_the_worker() {
     let lib = TempLibrary::new();
-    let input = make_input(&lib.inputs(), "first.flac", 48_000, 5.0, 2, &["-c:a", "flac"]);
+    let input = make_input(
+        &lib.inputs(),
+        "first.flac",
+        48_000,
+        5.0,
+        2,
+        &["-c:a", "flac"],
+    );
     // The first segment: 2 s instead of the default 1 s, which no flag sets.
     let mut config = config(&lib, Some(2 << 30));
     config.first_segment_seconds = 2.0;
