@@ -199,8 +199,10 @@ pub(crate) mod tests {
                     },
                 ],
             },
-            segment_seconds: 2.7,
-            first_segment_seconds: 0.35,
+            // Seventeen significant digits: serde_json's default float parsing is off by one
+            // ulp on these (the `float_roundtrip` feature makes it exact).
+            segment_seconds: 21.971899945097178,
+            first_segment_seconds: 12.260554797823735,
             jobs: 7,
             afterburner: false,
             decode: DecodeOptions {

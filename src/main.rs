@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use segue::catalog::Catalog;
-use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, ListArgs, ServeArgs};
+use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, LibraryArgs, ListArgs, ServeArgs};
 use segue::config::{IngestConfig, ServeConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
@@ -77,21 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => ingest(args),
         Command::List(args) => list(args),
-        Command::Reindex(args) => {
-            let layout = LibraryLayout::new(&args.library);
-            layout
-                .create()
-                .and_then(|()| layout.ensure_writable())
-                .with_context(|| format!("library {}", args.library.display()))?;
-            let mut catalog = Catalog::open(&layout)?;
-            let report = catalog.rebuild()?;
-            println!(
-                "indexed {} tracks ({} unreadable)",
-                report.added,
-                report.unreadable.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Reindex(args) => reindex(args),
         Command::Serve(args) => serve(args),
         Command::IngestWorker(args) => ingest_worker(args),
     }
@@ -164,6 +150,22 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn reindex(args: LibraryArgs) -> anyhow::Result<ExitCode> {
+    let layout = LibraryLayout::new(&args.library);
+    layout
+        .create()
+        .and_then(|()| layout.ensure_writable())
+        .with_context(|| format!("library {}", args.library.display()))?;
+    let mut catalog = Catalog::open(&layout)?;
+    let report = catalog.rebuild()?;
+    println!(
+        "indexed {} tracks ({} unreadable)",
+        report.added,
+        report.unreadable.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
