@@ -125,7 +125,9 @@ pub fn ingest_in_worker(
     match result {
         Some(Ok(WorkerResult::Ok(outcome))) if status.success() => Ok(outcome),
         Some(Ok(WorkerResult::Err(report))) => Err(IngestError::Worker(report)),
-        Some(Err(e)) => Err(IngestError::Internal(format!(
+        // A worker that ended well but printed a result we cannot read (a cut line from a
+        // worker that died is a death, below).
+        Some(Err(e)) if status.success() => Err(IngestError::Internal(format!(
             "the ingest worker's result cannot be read: {e}"
         ))),
         _ => {
