@@ -1,13 +1,27 @@
-//! Raw command-line flags (clap); validated into [`crate::config`] types by `main`.
+//! Raw command-line flags (clap) and their defaults; the `config` module validates them
+//! (`TryFrom` these structs).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{
-    DEFAULT_ADDR, DEFAULT_CACHE_MIB, DEFAULT_CORS_ORIGIN, DEFAULT_LADDER, DEFAULT_LIBRARY,
-    DEFAULT_SEGMENT_SECONDS,
-};
+/// Default library directory, relative to the working directory.
+pub const DEFAULT_LIBRARY: &str = "media/library";
+/// Default ladder: HE-AAC for the low rung (it sounds better than AAC-LC at 64 kbit/s, and
+/// Apple's authoring spec allows HE-AAC up to 64 kbit/s), AAC-LC above.
+pub const DEFAULT_LADDER: &str = "he-aac:64k,aac-lc:128k,aac-lc:256k";
+/// Default nominal segment duration in seconds (CDN-friendly).
+pub const DEFAULT_SEGMENT_SECONDS: f64 = 4.0;
+/// Default address-space limit of an ingest worker, in MiB: far above what a streaming
+/// ingest uses (about 15 MiB resident, a few hundred MiB of address space with thread stacks
+/// and malloc arenas), far below what would hurt the machine.
+pub const DEFAULT_WORKER_MEMORY_MIB: u64 = 2048;
+/// Default address `segue serve` listens on.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+/// Default `Access-Control-Allow-Origin`: any origin may fetch the media.
+pub const DEFAULT_CORS_ORIGIN: &str = "*";
+/// Default size of the server's in-memory cache of hot files, in MiB.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
 
 /// segue: an audio-first HLS/DASH streaming server.
 #[derive(Debug, Parser)]
@@ -39,25 +53,10 @@ pub enum Command {
 /// Flags of the hidden `segue ingest-worker`.
 #[derive(Debug, Args)]
 pub struct IngestWorkerArgs {
-    /// Library directory.
+    /// The whole `IngestConfig` as JSON, as the parent serialized it (`ingest::worker`).
     #[arg(long)]
-    pub library: PathBuf,
-    /// ABR ladder spec.
-    #[arg(long)]
-    pub ladder: String,
-    /// Nominal segment duration in seconds.
-    #[arg(long)]
-    pub segment_seconds: f64,
-    /// Address-space limit in bytes.
-    #[arg(long)]
-    pub memory_bytes: u64,
-    /// Longest source accepted, in seconds.
-    #[arg(long)]
-    pub max_duration_seconds: u64,
-    /// Afterburner off.
-    #[arg(long)]
-    pub no_afterburner: bool,
-    /// The file.
+    pub config: String,
+    /// The file (an argument of its own: a file name need not be UTF-8, JSON text must).
     pub file: PathBuf,
 }
 
@@ -92,7 +91,7 @@ pub struct IngestArgs {
     pub no_afterburner: bool,
     /// Address-space limit of the process that ingests each file, in MiB (a hostile file that
     /// makes a decoder allocate without bound fails alone).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = DEFAULT_WORKER_MEMORY_MIB)]
     pub worker_memory_mib: u64,
     /// Audio files or directories (walked recursively for audio files).
     #[arg(required = true)]

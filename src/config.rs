@@ -1,31 +1,26 @@
-//! Validated settings built from the raw command-line flags.
+//! Validated settings built from the raw command-line flags of [`crate::cli`] (`TryFrom` the
+//! flags, as ripgrep does): [`IngestConfig`] here, the ladder in [`ladder`], [`ServeConfig`] in
+//! [`serve`]. Every check of a flag's value lives here, so `main` only dispatches.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{IngestArgs, ServeArgs};
 use crate::ingest::decode::DecodeOptions;
-use crate::ingest::encode::AacProfile;
-pub use crate::ingest::worker::WorkerConfig;
 
-/// Default library directory, relative to the working directory.
-pub const DEFAULT_LIBRARY: &str = "media/library";
-/// Default ladder: HE-AAC for the low rung (it sounds better than AAC-LC at 64 kbit/s, and
-/// Apple's authoring spec allows HE-AAC up to 64 kbit/s), AAC-LC above.
-pub const DEFAULT_LADDER: &str = "he-aac:64k,aac-lc:128k,aac-lc:256k";
-/// Default nominal segment duration in seconds (CDN-friendly).
-pub const DEFAULT_SEGMENT_SECONDS: f64 = 4.0;
+pub mod ladder;
+pub mod serve;
+
+pub use crate::cli::{
+    DEFAULT_ADDR, DEFAULT_CACHE_MIB, DEFAULT_CORS_ORIGIN, DEFAULT_LADDER, DEFAULT_LIBRARY,
+    DEFAULT_SEGMENT_SECONDS, DEFAULT_WORKER_MEMORY_MIB,
+};
+pub use ladder::{Ladder, Rung};
+pub use serve::{ConnLimits, ControlConfig, MAX_CACHE_MIB, ServeConfig};
+
 /// Default duration of the short first segment, in seconds (fast start).
 pub const DEFAULT_FIRST_SEGMENT_SECONDS: f64 = 1.0;
-
-/// Default address `segue serve` listens on.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
-/// Default `Access-Control-Allow-Origin`: any origin may fetch the media.
-pub const DEFAULT_CORS_ORIGIN: &str = "*";
-/// Default size of the server's in-memory cache of hot files, in MiB.
-pub const DEFAULT_CACHE_MIB: u64 = 256;
-/// Largest accepted `--cache-mib`.
-pub const MAX_CACHE_MIB: u64 = 1 << 20;
 
 /// A configuration error, with the flag and the reason.
 #[derive(Debug, thiserror::Error)]
@@ -48,102 +43,40 @@ pub enum ConfigError {
         /// The accepted range.
         reason: &'static str,
     },
+    /// The running executable (which ingest workers run) cannot be found.
+    #[error("cannot find the segue executable: {0}")]
+    CurrentExe(#[source] std::io::Error),
 }
 
-/// One rung of the ABR ladder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rung {
-    /// AAC profile.
-    pub profile: AacProfile,
-    /// Target bitrate in bit/s.
-    pub bitrate: u32,
+/// How to run ingest workers (`ingest::worker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The `segue` executable (its `ingest-worker` subcommand is run).
+    pub program: PathBuf,
+    /// Address-space limit of a worker, in bytes.
+    pub memory_bytes: u64,
 }
 
-impl Rung {
-    /// The rendition id, e.g. `aac-lc-128k`.
-    pub fn id(&self) -> String {
-        format!("{}-{}k", self.profile.name(), self.bitrate / 1000)
+impl WorkerConfig {
+    /// Workers run by this same executable, each limited to `memory_mib` MiB (256 to 1 TiB).
+    pub fn this_executable(memory_mib: u64) -> Result<Self, ConfigError> {
+        if !(256..=1 << 20).contains(&memory_mib) {
+            return Err(ConfigError::Range {
+                flag: "--worker-memory-mib",
+                value: memory_mib.to_string(),
+                reason: "must be from 256 to 1048576",
+            });
+        }
+        Ok(WorkerConfig {
+            program: std::env::current_exe().map_err(ConfigError::CurrentExe)?,
+            memory_bytes: memory_mib << 20,
+        })
     }
 }
 
-/// A parsed ladder, sorted by bitrate (lowest first), without duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ladder {
-    /// The rungs, lowest bitrate first.
-    pub rungs: Vec<Rung>,
-}
-
-impl Ladder {
-    /// Parses `profile:bitrate[,profile:bitrate...]`, e.g. `he-aac:48k,aac-lc:128k`.
-    ///
-    /// Enforces Apple's HLS authoring rules for audio: at least one stereo AAC-LC rung, and
-    /// no HE-AAC above 64 kbit/s.
-    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
-        let err = |reason: String| ConfigError::Ladder {
-            spec: spec.to_string(),
-            reason,
-        };
-        let mut rungs = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (profile, rate) = part
-                .split_once(':')
-                .ok_or_else(|| err(format!("{part:?} is not profile:bitrate")))?;
-            let profile = AacProfile::parse(profile.trim()).ok_or_else(|| {
-                err(format!(
-                    "unknown profile {profile:?} (use aac-lc, he-aac or he-aac-v2)"
-                ))
-            })?;
-            let bitrate = parse_bitrate(rate.trim())
-                .ok_or_else(|| err(format!("{rate:?} is not a bitrate like 128k or 128000")))?;
-            if !(16_000..=320_000).contains(&bitrate) {
-                return Err(err(format!("{bitrate} bit/s is outside 16k..320k")));
-            }
-            if profile != AacProfile::AacLc && bitrate > 64_000 {
-                return Err(err(format!(
-                    "{} above 64 kbit/s is not allowed (HLS authoring spec)",
-                    profile
-                )));
-            }
-            rungs.push(Rung { profile, bitrate });
-        }
-        if rungs.is_empty() {
-            return Err(err("no rungs".into()));
-        }
-        if !rungs.iter().any(|r| r.profile == AacProfile::AacLc) {
-            return Err(err(
-                "at least one aac-lc rung is required (HLS authoring spec)".into(),
-            ));
-        }
-        rungs.sort_by_key(|r| (r.bitrate, r.profile.object_type()));
-        let before = rungs.len();
-        rungs.dedup_by_key(|r| r.id());
-        if rungs.len() != before {
-            return Err(err("duplicate rungs".into()));
-        }
-        Ok(Ladder { rungs })
-    }
-
-    /// The canonical spec string of this ladder.
-    pub fn spec(&self) -> String {
-        self.rungs
-            .iter()
-            .map(|r| format!("{}:{}k", r.profile.name(), r.bitrate / 1000))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-fn parse_bitrate(text: &str) -> Option<u32> {
-    let lower = text.to_ascii_lowercase();
-    if let Some(k) = lower.strip_suffix('k') {
-        k.parse::<u32>().ok()?.checked_mul(1000)
-    } else {
-        lower.parse().ok()
-    }
-}
-
-/// Validated settings of `segue ingest`.
-#[derive(Debug, Clone)]
+/// Validated settings of `segue ingest`. It crosses the worker-process boundary whole
+/// (serialized), so every field here reaches the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngestConfig {
     /// Library directory.
     pub library: PathBuf,
@@ -164,7 +97,7 @@ pub struct IngestConfig {
 }
 
 impl IngestConfig {
-    /// Builds a validated config.
+    /// Builds a validated config (in-process ingest, afterburner on, default decode limits).
     pub fn new(
         library: PathBuf,
         ladder: &str,
@@ -197,262 +130,138 @@ impl IngestConfig {
             worker: None,
         })
     }
-}
 
-/// Validated settings of `segue serve`.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Library directory.
-    pub library: PathBuf,
-    /// Address to listen on (port 0: any free port).
-    pub addr: SocketAddr,
-    /// `Access-Control-Allow-Origin` value: `*` or one origin like `https://player.example`.
-    pub cors_origin: String,
-    /// Bound of the in-memory cache of hot files, in bytes (0: no cache).
-    pub cache_bytes: u64,
-    /// Longest time a handler may take before the request gets a 503.
-    pub request_timeout: Duration,
-    /// A connection with no byte moving either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// The WebSocket control channel's settings.
-    pub control: ControlConfig,
-    /// Key of signed URLs; `None`: media and `/ws` are open.
-    pub signing_key: Option<Vec<u8>>,
-    /// Shortest life of a signed URL's token.
-    pub token_ttl: Duration,
-    /// Connection limits (cap, header timeout, head size).
-    pub conn_limits: ConnLimits,
-}
-
-impl ServeConfig {
-    /// Builds a validated config from the raw flags.
-    pub fn new(
-        library: PathBuf,
-        addr: &str,
-        cors_origin: &str,
-        cache_mib: u64,
-    ) -> Result<Self, ConfigError> {
-        let range = |flag, value: &str, reason| ConfigError::Range {
-            flag,
-            value: value.to_string(),
-            reason,
-        };
-        let addr = addr
-            .trim()
-            .parse()
-            .map_err(|_| range("--addr", addr, "must be IP:PORT, e.g. 127.0.0.1:8080"))?;
-        if cors_origin != "*" && !is_origin(cors_origin) {
-            return Err(range(
-                "--cors-origin",
-                cors_origin,
-                "must be * or an origin like https://player.example:8443",
-            ));
-        }
-        if cache_mib > MAX_CACHE_MIB {
-            return Err(range(
-                "--cache-mib",
-                &cache_mib.to_string(),
-                "must be at most 1048576",
-            ));
-        }
-        Ok(ServeConfig {
-            library,
-            addr,
-            cors_origin: cors_origin.to_string(),
-            cache_bytes: cache_mib << 20,
-            request_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            control: ControlConfig::default(),
-            signing_key: None,
-            token_ttl: Duration::from_secs(6 * 3600),
-            conn_limits: ConnLimits::default(),
+    /// The settings of `segue serve --ingest`: the default ladder and segments, one file at a
+    /// time, each in a worker with the default memory limit.
+    pub fn serve_defaults(library: PathBuf) -> Result<Self, ConfigError> {
+        Ok(IngestConfig {
+            worker: Some(WorkerConfig::this_executable(DEFAULT_WORKER_MEMORY_MIB)?),
+            ..IngestConfig::new(library, DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None)?
         })
     }
+}
 
-    /// Requires signed URLs with `key` (at least 16 bytes) whose tokens live `ttl_secs` (60
-    /// to 30 days) or more.
-    pub fn with_signing(mut self, key: &str, ttl_secs: u64) -> Result<Self, ConfigError> {
-        if key.len() < 16 {
-            return Err(ConfigError::Range {
-                flag: "--signing-key",
-                value: "(hidden)".into(),
-                reason: "must be at least 16 bytes",
-            });
-        }
-        if !(60..=30 * 86_400).contains(&ttl_secs) {
-            return Err(ConfigError::Range {
-                flag: "--token-ttl-secs",
-                value: ttl_secs.to_string(),
-                reason: "must be from 60 to 2592000",
-            });
-        }
-        self.signing_key = Some(key.as_bytes().to_vec());
-        self.token_ttl = Duration::from_secs(ttl_secs);
-        Ok(self)
-    }
+impl TryFrom<&IngestArgs> for IngestConfig {
+    type Error = ConfigError;
 
-    /// Sets the control channel's flags: extra allowed origins (`*`: any), heartbeat seconds
-    /// and commands per second.
-    pub fn with_control(
-        mut self,
-        origins: &[String],
-        heartbeat_secs: u64,
-        commands_per_second: u32,
-    ) -> Result<Self, ConfigError> {
-        let range = |flag, value: String, reason| ConfigError::Range {
-            flag,
-            value,
-            reason,
-        };
-        if let Some(bad) = origins.iter().find(|o| *o != "*" && !is_origin(o)) {
-            return Err(range(
-                "--ws-origin",
-                bad.clone(),
-                "must be * or an origin like https://player.example:8443",
-            ));
-        }
-        if !(1..=300).contains(&heartbeat_secs) {
-            return Err(range(
-                "--ws-heartbeat-secs",
-                heartbeat_secs.to_string(),
-                "must be from 1 to 300",
-            ));
-        }
-        if !(1..=1000).contains(&commands_per_second) {
-            return Err(range(
-                "--ws-rate",
-                commands_per_second.to_string(),
-                "must be from 1 to 1000",
-            ));
-        }
-        self.control = ControlConfig {
-            allowed_origins: origins.to_vec(),
-            heartbeat: Duration::from_secs(heartbeat_secs),
-            commands_per_second,
-            ..ControlConfig::default()
-        };
-        Ok(self)
+    fn try_from(args: &IngestArgs) -> Result<Self, ConfigError> {
+        Ok(IngestConfig {
+            afterburner: !args.no_afterburner,
+            worker: Some(WorkerConfig::this_executable(args.worker_memory_mib)?),
+            ..IngestConfig::new(
+                args.library.library.clone(),
+                &args.ladder,
+                args.segment_seconds,
+                args.jobs,
+            )?
+        })
     }
 }
 
-/// The limits of `server::conn::serve_connections`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnLimits {
-    /// Connections served at once; more are refused with 503.
-    pub max_connections: usize,
-    /// Longest time to receive a request head.
-    pub header_timeout: Duration,
-    /// Largest request head, in bytes (at least 8192, hyper's minimum).
-    pub max_head_bytes: usize,
-    /// A connection with no byte moving either way for this long is closed.
-    pub idle_timeout: Duration,
-    /// Longest wait for requests in flight at shutdown.
-    pub drain_timeout: Duration,
-    /// Threads serving connections, each with its own runtime (`server::workers`); 0 for one
-    /// per core this process may use.
-    pub threads: usize,
-}
+impl TryFrom<&ServeArgs> for ServeConfig {
+    type Error = ConfigError;
 
-impl Default for ConnLimits {
-    fn default() -> Self {
-        ConnLimits {
-            max_connections: 4096,
-            header_timeout: Duration::from_secs(10),
-            max_head_bytes: 16 * 1024,
-            idle_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
-            threads: 0,
+    fn try_from(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let mut config = ServeConfig::new(
+            args.library.library.clone(),
+            &args.addr,
+            &args.cors_origin,
+            args.cache_mib,
+        )?
+        .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
+        config.control.conformance_echo = args.ws_conformance_echo;
+        match &args.signing_key {
+            Some(key) => config.with_signing(key, args.token_ttl_secs),
+            None => Ok(config),
         }
     }
-}
-
-/// Settings of the control channel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ControlConfig {
-    /// Origins allowed besides the server's own; `*` allows any.
-    pub allowed_origins: Vec<String>,
-    /// Time between pings; a peer silent for three of them is dropped.
-    pub heartbeat: Duration,
-    /// Sustained commands per second per connection (twice that as a burst).
-    pub commands_per_second: u32,
-    /// Messages a connection may have waiting to be sent before it counts as too slow.
-    pub send_queue: usize,
-    /// Whether `/ws/echo` (a WebSocket echo for the Autobahn conformance cases) is served.
-    pub conformance_echo: bool,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            allowed_origins: Vec::new(),
-            heartbeat: Duration::from_secs(15),
-            commands_per_second: 20,
-            send_queue: 64,
-            conformance_echo: false,
-        }
-    }
-}
-
-/// Whether `text` is a serialized origin (`scheme://host[:port]`, no path), as browsers send it.
-fn is_origin(text: &str) -> bool {
-    let Some((scheme, authority)) = text.split_once("://") else {
-        return false;
-    };
-    matches!(scheme, "http" | "https")
-        && !authority.is_empty()
-        && authority
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::ingest::encode::AacProfile;
 
-    #[test]
-    fn ladder_parses_and_sorts() {
-        let l = Ladder::parse("aac-lc:256k, he-aac:48k,aac-lc:128000").unwrap();
-        assert_eq!(l.spec(), "he-aac:48k,aac-lc:128k,aac-lc:256k");
-        assert_eq!(l.rungs[0].id(), "he-aac-48k");
-    }
-
-    #[test]
-    fn ladder_rejects_what_the_authoring_spec_forbids() {
-        for bad in [
-            "he-aac:96k,aac-lc:128k",
-            "he-aac:48k",
-            "opus:64k",
-            "aac-lc:12k",
-            "aac-lc",
-            "",
-            "aac-lc:128k,aac-lc:128k",
-        ] {
-            let e = Ladder::parse(bad).unwrap_err().to_string();
-            assert!(e.contains("--ladder"), "{bad}: {e}");
+    /// A config with a value other than the default in every field. A struct literal without
+    /// `..Default`: a new field does not compile until it is given a non-default value here.
+    pub(crate) fn unusual_ingest_config() -> IngestConfig {
+        IngestConfig {
+            library: PathBuf::from("/srv/lib with space/ü"),
+            ladder: Ladder {
+                rungs: vec![
+                    Rung {
+                        profile: AacProfile::HeAacV2,
+                        bitrate: 32_000,
+                    },
+                    Rung {
+                        profile: AacProfile::AacLc,
+                        bitrate: 96_000,
+                    },
+                ],
+            },
+            // Seventeen significant digits: serde_json's default float parsing is off by one
+            // ulp on these (the `float_roundtrip` feature makes it exact).
+            segment_seconds: 21.971899945097178,
+            first_segment_seconds: 12.260554797823735,
+            jobs: 7,
+            afterburner: false,
+            decode: DecodeOptions {
+                max_channels: 6,
+                max_sample_rate: 96_000,
+                min_sample_rate: 11_025,
+                max_duration_seconds: 125,
+            },
+            worker: Some(WorkerConfig {
+                program: PathBuf::from("/opt/segue/bin/segue"),
+                memory_bytes: 300 << 20,
+            }),
         }
     }
 
     #[test]
-    fn serve_flags_are_validated() {
-        let ok = ServeConfig::new("lib".into(), "127.0.0.1:0", "https://a.example:8443", 0);
-        assert_eq!(ok.unwrap().addr.port(), 0);
-        assert_eq!(
-            ServeConfig::new("lib".into(), "[::1]:80", "*", 256)
-                .unwrap()
-                .cache_bytes,
-            256 << 20
-        );
-        for (addr, origin, mib) in [
-            ("localhost", "*", 1),
-            ("127.0.0.1:8080", "https://a.example/path", 1),
-            ("127.0.0.1:8080", "a.example", 1),
-            ("127.0.0.1:8080", "https://a.example\r\nX: y", 1),
-            ("127.0.0.1:8080", "*", MAX_CACHE_MIB + 1),
-        ] {
-            assert!(
-                ServeConfig::new("lib".into(), addr, origin, mib).is_err(),
-                "{addr} {origin}"
-            );
-        }
+    fn the_unusual_config_differs_from_the_defaults_in_every_field() {
+        let unusual = unusual_ingest_config();
+        let usual = IngestConfig::new(
+            DEFAULT_LIBRARY.into(),
+            DEFAULT_LADDER,
+            DEFAULT_SEGMENT_SECONDS,
+            None,
+        )
+        .unwrap();
+        let usual_decode = DecodeOptions::default();
+        assert_ne!(unusual.library, usual.library);
+        assert_ne!(unusual.ladder, usual.ladder);
+        assert_ne!(unusual.segment_seconds, usual.segment_seconds);
+        assert_ne!(unusual.first_segment_seconds, usual.first_segment_seconds);
+        assert_ne!(unusual.jobs, usual.jobs);
+        assert_ne!(unusual.afterburner, usual.afterburner);
+        assert_ne!(unusual.worker, usual.worker);
+        let (a, b) = (unusual.decode, usual_decode);
+        assert_ne!(a.max_channels, b.max_channels);
+        assert_ne!(a.max_sample_rate, b.max_sample_rate);
+        assert_ne!(a.min_sample_rate, b.min_sample_rate);
+        assert_ne!(a.max_duration_seconds, b.max_duration_seconds);
+    }
+
+    #[test]
+    fn flags_out_of_range_are_config_errors() {
+        let range =
+            |r: Result<IngestConfig, ConfigError>| matches!(r, Err(ConfigError::Range { .. }));
+        assert!(range(IngestConfig::new(
+            "l".into(),
+            DEFAULT_LADDER,
+            0.5,
+            None
+        )));
+        assert!(range(IngestConfig::new(
+            "l".into(),
+            DEFAULT_LADDER,
+            4.0,
+            Some(0)
+        )));
+        assert!(matches!(
+            WorkerConfig::this_executable(255),
+            Err(ConfigError::Range { .. })
+        ));
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use segue::catalog::Catalog;
-use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, ListArgs, ServeArgs};
-use segue::config::{IngestConfig, ServeConfig, WorkerConfig};
+use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, LibraryArgs, ListArgs, ServeArgs};
+use segue::config::{IngestConfig, ServeConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
 use segue::store::LibraryLayout;
@@ -77,40 +77,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => ingest(args),
         Command::List(args) => list(args),
-        Command::Reindex(args) => {
-            let layout = LibraryLayout::new(&args.library);
-            layout
-                .create()
-                .and_then(|()| layout.ensure_writable())
-                .with_context(|| format!("library {}", args.library.display()))?;
-            let mut catalog = Catalog::open(&layout)?;
-            let report = catalog.rebuild()?;
-            println!(
-                "indexed {} tracks ({} unreadable)",
-                report.added,
-                report.unreadable.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Reindex(args) => reindex(args),
         Command::Serve(args) => serve(args),
         Command::IngestWorker(args) => ingest_worker(args),
     }
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::try_from(&args)?;
     if !args.ingest.is_empty() {
-        let config = IngestConfig::new(
-            args.library.library.clone(),
-            segue::config::DEFAULT_LADDER,
-            segue::config::DEFAULT_SEGMENT_SECONDS,
-            None,
-        )?;
-        let config = IngestConfig {
-            worker: Some(worker_config(2048)?),
-            ..config
-        };
+        let ingest = IngestConfig::serve_defaults(args.library.library.clone())?;
         let observer = TerminalObserver::default();
-        let reports = ingest_batch(&args.ingest, &config, &observer)?;
+        let reports = ingest_batch(&args.ingest, &ingest, &observer)?;
         observer.finish();
         let failed = reports.iter().filter(|r| r.result.is_err()).count();
         if failed > 0 {
@@ -120,19 +98,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let config = ServeConfig::new(
-        args.library.library,
-        &args.addr,
-        &args.cors_origin,
-        args.cache_mib,
-    )?
-    .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
-    let mut config = config;
-    config.control.conformance_echo = args.ws_conformance_echo;
-    let config = match &args.signing_key {
-        Some(key) => config.with_signing(key, args.token_ttl_secs)?,
-        None => config,
-    };
     let state = segue::server::AppState::new(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -156,39 +121,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Each file is ingested by this same executable's `ingest-worker` (see `ingest::worker`).
-fn worker_config(memory_mib: u64) -> anyhow::Result<WorkerConfig> {
-    anyhow::ensure!(
-        (256..=1 << 20).contains(&memory_mib),
-        "--worker-memory-mib must be from 256 to 1048576"
-    );
-    Ok(WorkerConfig {
-        program: std::env::current_exe().context("find the segue executable")?,
-        memory_bytes: memory_mib << 20,
-    })
-}
-
-/// The hidden `ingest-worker` subcommand.
+/// The hidden `ingest-worker` subcommand (see `ingest::worker`).
 fn ingest_worker(args: IngestWorkerArgs) -> anyhow::Result<ExitCode> {
-    let mut config = IngestConfig::new(args.library, &args.ladder, args.segment_seconds, None)?;
-    config.afterburner = !args.no_afterburner;
-    config.decode.max_duration_seconds = args.max_duration_seconds;
-    Ok(segue::ingest::worker::worker_main(
-        &args.file,
-        &config,
-        args.memory_bytes,
-    ))
+    Ok(segue::ingest::worker::worker_main(&args.file, &args.config))
 }
 
 fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let mut config = IngestConfig::new(
-        args.library.library,
-        &args.ladder,
-        args.segment_seconds,
-        args.jobs,
-    )?;
-    config.afterburner = !args.no_afterburner;
-    config.worker = Some(worker_config(args.worker_memory_mib)?);
+    let config = IngestConfig::try_from(&args)?;
     let reports = if args.json {
         ingest_batch(&args.inputs, &config, &JsonObserver)?
     } else {
@@ -211,6 +150,22 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn reindex(args: LibraryArgs) -> anyhow::Result<ExitCode> {
+    let layout = LibraryLayout::new(&args.library);
+    layout
+        .create()
+        .and_then(|()| layout.ensure_writable())
+        .with_context(|| format!("library {}", args.library.display()))?;
+    let mut catalog = Catalog::open(&layout)?;
+    let report = catalog.rebuild()?;
+    println!(
+        "indexed {} tracks ({} unreadable)",
+        report.added,
+        report.unreadable.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {

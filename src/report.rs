@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::ingest::batch::{BatchObserver, FileReport};
+use crate::ingest::error::IngestErrorKind;
 use crate::ingest::pipeline::{IngestOutcome, Progress};
 
 /// The JSON line printed per input with `--json`.
@@ -22,6 +23,8 @@ pub struct JsonReport<'a> {
     pub id: Option<&'a str>,
     /// Whether the track was already in the library (nothing written).
     pub existing: bool,
+    /// What kind of failure when status is `error`: a stable snake_case name for scripts.
+    pub kind: Option<IngestErrorKind>,
     /// The reason when status is `error`.
     pub error: Option<String>,
 }
@@ -36,6 +39,7 @@ impl<'a> JsonReport<'a> {
                 status: "ok",
                 id: Some(outcome.id()),
                 existing: matches!(outcome, IngestOutcome::AlreadyPresent(_)),
+                kind: None,
                 error: None,
             },
             Err(e) => JsonReport {
@@ -43,6 +47,7 @@ impl<'a> JsonReport<'a> {
                 status: "error",
                 id: None,
                 existing: false,
+                kind: Some(e.kind()),
                 error: Some(e.to_string()),
             },
         }

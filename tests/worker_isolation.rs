@@ -13,6 +13,8 @@ use common::{QuietObserver, TempLibrary, assert_consistent, entries, make_input}
 use segue::catalog::Catalog;
 use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig, WorkerConfig};
 use segue::ingest::batch::ingest_batch;
+use segue::ingest::error::IngestErrorKind;
+use segue::ingest::pipeline::IngestOutcome;
 
 fn config(lib: &TempLibrary, memory_bytes: Option<u64>) -> IngestConfig {
     let mut config =
@@ -50,11 +52,10 @@ fn a_worker_that_runs_out_of_memory_fails_its_file_alone() {
         let Err(error) = reports[0].result.as_ref() else {
             continue;
         };
-        let error = error.to_string();
         eprintln!("{mib} MiB: {error}");
-        match error.contains("SIGABRT") {
-            true => aborted.push(mib),
-            false => clean.push(mib),
+        match error.kind() {
+            IngestErrorKind::WorkerDied => aborted.push(mib),
+            _ => clean.push(mib),
         }
         assert!(entries(&lib.library().join("tracks")).is_empty());
         assert!(entries(&lib.library().join(".staging")).is_empty());
@@ -92,6 +93,36 @@ fn workers_write_the_same_bytes_as_an_in_process_ingest() {
             assert_eq!(bytes(&a), bytes(&b), "{}", rel.display());
         }
     }
+}
+
+#[test]
+fn settings_without_a_flag_reach_the_worker() {
+    let lib = TempLibrary::new();
+    let input = make_input(
+        &lib.inputs(),
+        "first.flac",
+        48_000,
+        5.0,
+        2,
+        &["-c:a", "flac"],
+    );
+    // The first segment: 2 s instead of the default 1 s, which no flag sets.
+    let mut config = config(&lib, Some(2 << 30));
+    config.first_segment_seconds = 2.0;
+    let reports = ingest_batch(std::slice::from_ref(&input), &config, &QuietObserver).unwrap();
+    let Ok(IngestOutcome::Ingested(record)) = &reports[0].result else {
+        panic!("{:?}", reports[0].result)
+    };
+    assert_eq!(record.sample_rate, 48_000);
+    assert_eq!(record.segment_durations[0], 2 * 48_000 / 2048 * 2048);
+
+    // A decode limit: a 48 kHz source is beyond a 44.1 kHz maximum.
+    let other = TempLibrary::new();
+    let mut config = self::config(&other, Some(2 << 30));
+    config.decode.max_sample_rate = 44_100;
+    let reports = ingest_batch(&[input], &config, &QuietObserver).unwrap();
+    let error = reports[0].result.as_ref().unwrap_err();
+    assert_eq!(error.kind(), IngestErrorKind::BeyondLimits, "{error}");
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::error::IngestError;
 use super::panic_message;
-use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
+use super::pipeline::{IngestOutcome, Progress, ingest_file};
 use super::worker::ingest_in_worker;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
@@ -57,7 +58,8 @@ pub trait BatchObserver: Sync {
 }
 
 /// Expands files and directories (recursively, audio extensions only, sorted) into files.
-/// Inputs that do not exist are returned too, so they are reported as errors.
+/// Inputs that do not exist are returned too, and so are directories that cannot be listed,
+/// so they are reported as errors rather than skipped.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for input in inputs {
@@ -71,10 +73,16 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let listed = std::fs::read_dir(dir).and_then(|entries| {
+        entries
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<PathBuf>>>()
+    });
+    let Ok(mut paths) = listed else {
+        // The directory itself, which `ingest_one` reports with the listing's error.
+        files.push(dir.to_path_buf());
         return;
     };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
     for path in paths {
         let hidden = path
@@ -138,6 +146,14 @@ pub fn ingest_batch(
     Ok(reports.into_iter().map(|(_, r)| r).collect())
 }
 
+/// Why the directory `dir` cannot be listed.
+fn unlisted(dir: &Path) -> std::io::Error {
+    match std::fs::read_dir(dir).and_then(|entries| entries.collect::<Result<Vec<_>, _>>()) {
+        Err(e) => e,
+        Ok(_) => std::io::Error::other("the directory could not be listed"),
+    }
+}
+
 fn ingest_one(
     file: &Path,
     config: &IngestConfig,
@@ -146,16 +162,21 @@ fn ingest_one(
     observer: &dyn BatchObserver,
 ) -> FileReport {
     let progress = observer.started(file);
-    let result = catch_unwind(AssertUnwindSafe(|| match &config.worker {
-        Some(worker) => ingest_in_worker(file, config, worker, layout, progress.as_ref()),
-        None => ingest_file(file, config, layout, progress.as_ref()),
-    }))
-    .unwrap_or_else(|panic| {
-        Err(IngestError::Internal(format!(
-            "panicked while ingesting: {}",
-            panic_message(panic.as_ref())
-        )))
-    });
+    let result = if file.is_dir() {
+        // A directory is an input only when it could not be listed (see `walk`).
+        Err(IngestError::Read(unlisted(file)))
+    } else {
+        catch_unwind(AssertUnwindSafe(|| match &config.worker {
+            Some(worker) => ingest_in_worker(file, config, worker, layout, progress.as_ref()),
+            None => ingest_file(file, config, layout, progress.as_ref()),
+        }))
+        .unwrap_or_else(|panic| {
+            Err(IngestError::Internal(format!(
+                "panicked while ingesting: {}",
+                panic_message(panic.as_ref())
+            )))
+        })
+    };
     drop(progress);
     // Index the track. A failure (a full disk) leaves complete files that the next reconcile
     // indexes, but a running server does not list the track until then: the file fails.
@@ -180,5 +201,28 @@ fn ingest_one(
     FileReport {
         file: file.to_path_buf(),
         result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_listed_is_an_input_not_a_silent_skip() {
+        let dir = tempfile::tempdir().unwrap();
+        let song = dir.path().join("a.flac");
+        std::fs::write(&song, b"").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"").unwrap();
+        assert_eq!(expand_inputs(&[dir.path().into()]), vec![song.clone()]);
+        // Listing a file as a directory fails (ENOTDIR), as an unreadable directory does.
+        let mut files = Vec::new();
+        walk(&song, &mut files);
+        assert_eq!(files, vec![song.clone()]);
+        assert_eq!(
+            unlisted(&song).kind(),
+            std::io::ErrorKind::NotADirectory,
+            "the listing's own error"
+        );
     }
 }

@@ -103,6 +103,15 @@ pub enum EncodeError {
         /// fdk's error code.
         code: u32,
     },
+    /// libfdk-aac took no input and gave no output while input was left (the rest of the PCM
+    /// would be lost).
+    #[error("AAC encoder ({config}) stopped taking input with {remaining} samples left")]
+    Stalled {
+        /// The rendition being encoded.
+        config: String,
+        /// Interleaved samples not taken.
+        remaining: usize,
+    },
 }
 
 fn fdk_message(code: sys::AACENC_ERROR) -> &'static str {
@@ -262,14 +271,19 @@ impl AacEncoder {
             return Ok(());
         }
         Err(EncodeError::Fdk {
-            config: format!(
-                "{} {} bit/s at {} Hz",
-                self.config.profile, self.config.bitrate, self.config.sample_rate
-            ),
+            config: self.describe(),
             call,
             message: fdk_message(code),
             code,
         })
+    }
+
+    /// The rendition this encoder makes, for error messages.
+    fn describe(&self) -> String {
+        format!(
+            "{} {} bit/s at {} Hz",
+            self.config.profile, self.config.bitrate, self.config.sample_rate
+        )
     }
 
     /// Encodes interleaved stereo PCM; calls `on_frame` with each access unit completed.
@@ -283,10 +297,13 @@ impl AacEncoder {
             if produced > 0 {
                 on_frame(&self.out_buf[..produced]);
             }
-            pcm = &pcm[consumed.min(pcm.len())..];
             if consumed == 0 && produced == 0 {
-                break;
+                return Err(EncodeError::Stalled {
+                    config: self.describe(),
+                    remaining: pcm.len(),
+                });
             }
+            pcm = &pcm[consumed.min(pcm.len())..];
         }
         Ok(())
     }
@@ -305,7 +322,9 @@ impl AacEncoder {
     /// One `aacEncEncode` call; `None` input means end of stream. Returns (samples consumed,
     /// bytes produced).
     fn call(&mut self, pcm: Option<&[i16]>) -> Result<(usize, usize), EncodeError> {
-        let in_len = pcm.map_or(0, |p| p.len().min(i32::MAX as usize));
+        // At most what a c_int counts in bytes (two per sample); `encode` passes the rest on
+        // the next call.
+        let in_len = pcm.map_or(0, |p| p.len().min(c_int::MAX as usize / 2));
         let mut in_ptr = pcm.map_or(ptr::null(), |p| p.as_ptr()) as *mut c_void;
         let mut in_id: c_int = sys::AACENC_BufferIdentifier_IN_AUDIO_DATA as c_int;
         let mut in_size: c_int = (in_len * 2) as c_int;

@@ -157,14 +157,21 @@ fn write_trak(config: &InitConfig) -> Result<Vec<u8>, Fmp4Error> {
     };
     encode_to(&edts, "edts", &mut trak)?;
     let asc = &config.audio_specific_config;
-    let buffer_size = mp4_atom::u24::try_from(config.buffer_size.min(0xFF_FFFF))
-        .map_err(|_| Fmp4Error::Overflow("bufferSizeDB"))?;
+    // mp4-atom's `u24::try_from` keeps the low 24 bits of any `u32`: the range is checked here.
+    let buffer_size = Some(config.buffer_size)
+        .filter(|&b| b <= mp4_atom::u24::MAX)
+        .and_then(|b| mp4_atom::u24::try_from(b).ok())
+        .ok_or(Fmp4Error::Overflow("bufferSizeDB"))?;
+    // AudioSampleEntry's samplerate is 16.16 fixed point (ISO/IEC 14496-12 12.2.3.2): a rate
+    // above 65535 Hz needs a v1 entry with a `srat` box, which we do not write.
+    let sample_rate = u16::try_from(config.sample_rate)
+        .map_err(|_| Fmp4Error::Overflow("AudioSampleEntry samplerate"))?;
     let mp4a = Mp4a {
         audio: Audio {
             data_reference_index: 1,
             channel_count: config.channels,
             sample_size: 16,
-            sample_rate: FixedPoint::new(u16::try_from(config.sample_rate).unwrap_or(0), 0),
+            sample_rate: FixedPoint::new(sample_rate, 0),
         },
         esds: Esds {
             es_desc: EsDescriptor {
@@ -362,6 +369,26 @@ mod tests {
         let dec = &mp4a.esds.es_desc.dec_config;
         assert_eq!(dec.dec_specific.as_ref().unwrap().raw, vec![0x11, 0x90]);
         assert_eq!(trak.mdia.mdhd.timescale, 48_000);
+    }
+
+    #[test]
+    fn values_that_do_not_fit_their_fields_are_errors() {
+        let too_fast = InitConfig {
+            sample_rate: 96_000,
+            ..config()
+        };
+        assert!(matches!(
+            write_init_segment(&too_fast),
+            Err(Fmp4Error::Overflow("AudioSampleEntry samplerate"))
+        ));
+        let huge_buffer = InitConfig {
+            buffer_size: 1 << 24,
+            ..config()
+        };
+        assert!(matches!(
+            write_init_segment(&huge_buffer),
+            Err(Fmp4Error::Overflow("bufferSizeDB"))
+        ));
     }
 
     #[test]

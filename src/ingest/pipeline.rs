@@ -1,5 +1,6 @@
 //! One file through every stage: decode once, resample once, then analyze and encode every
-//! rendition in parallel threads, streaming (memory does not grow with track length).
+//! rendition in parallel threads, streaming (memory does not grow with track length; see
+//! [`super::fanout`]); then the track's files are staged and committed at once.
 //!
 //! Priming alignment: each encoder has its own delay `d_r` (AAC-LC and HE-AAC differ). Every
 //! rendition gets `P - d_r` samples of silence ahead of the source, where `P` is the largest
@@ -8,80 +9,24 @@
 //! and each is padded to the same total length `T` (a multiple of the alignment unit).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use super::analyze::{LoudnessFigures, LoudnessMeter, Waveform, WaveformBuilder};
-use super::decode::{DecodeError, SourceDecoder};
-use super::encode::{AacEncoder, EncodeError, EncoderConfig, f32_to_i16};
-use super::fmp4::Fmp4Error;
-use super::panic_message;
-use super::rendition::{Message, encode_rendition, finish_rendition};
-use super::resample::{self, ResampleError, Resampler};
+use super::analyze::{LoudnessFigures, Waveform};
+use super::decode::SourceDecoder;
+use super::encode::{AacEncoder, EncoderConfig};
+use super::fanout::{self, StreamPlan};
+use super::rendition::{EncodedRendition, finish_rendition};
+use super::resample;
 use super::segment::{ALIGNMENT_UNIT, SegmentPlan};
 use crate::catalog::{
-    Gapless, Loudness, PackagingRecord, SourceRecord, TRACK_RECORD_VERSION, TrackRecord,
+    Gapless, Loudness, PackagingRecord, RenditionRecord, SourceRecord, TRACK_RECORD_VERSION,
+    TrackRecord,
 };
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, Rung};
 use crate::manifest;
-use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
+use crate::store::{LibraryLayout, StagedTrack, StoreError, TRACK_RECORD_FILE};
 
-/// Pairs of waveform peaks the player gets (between this and twice this).
-const WAVEFORM_TARGET: usize = 2000;
-/// Chunks in flight per consumer thread (bounds memory).
-const CHANNEL_DEPTH: usize = 8;
-
-/// Why one file could not be ingested. The file is left out of the library (but for
-/// [`IngestError::Index`]); other files go on.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// Reading the source failed.
-    #[error("cannot read file: {0}")]
-    Read(#[source] std::io::Error),
-    /// The source could not be decoded.
-    #[error("{0}")]
-    Decode(#[from] DecodeError),
-    /// Resampling failed.
-    #[error("resampling failed: {0}")]
-    Resample(#[from] ResampleError),
-    /// An encoder failed.
-    #[error("{0}")]
-    Encode(#[from] EncodeError),
-    /// Loudness analysis failed.
-    #[error("loudness analysis failed: {0}")]
-    Analyze(String),
-    /// Packaging failed.
-    #[error("packaging failed: {0}")]
-    Fmp4(#[from] Fmp4Error),
-    /// Writing the library failed.
-    #[error("library write failed: {0}")]
-    Store(#[from] StoreError),
-    /// The source holds no audio samples.
-    #[error("no audio samples in the file")]
-    NoSamples,
-    /// The worker process that ingested the file failed or died; the message says how.
-    #[error("{0}")]
-    Worker(String),
-    /// A stage stopped because another stage of the same file failed first (its input or its
-    /// consumer went away); that other failure is the one reported, never this.
-    #[error("internal error: {0} stopped early")]
-    Stopped(&'static str),
-    /// The track was written into the library but the catalog could not index it (a full
-    /// disk, say); the files are complete and the next ingest or `segue reindex` indexes them.
-    #[error(
-        "track {id} was written but not indexed: {source}; the next ingest or `segue reindex` indexes it"
-    )]
-    Index {
-        /// The track id.
-        id: String,
-        /// Why the catalog refused it.
-        #[source]
-        source: crate::catalog::CatalogError,
-    },
-    /// An internal invariant broke (a bug): reported for this file instead of aborting.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+pub use super::error::IngestError;
+pub use super::fanout::Progress;
 
 /// What happened to a file.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -100,17 +45,6 @@ impl IngestOutcome {
             IngestOutcome::AlreadyPresent(id) => id,
         }
     }
-}
-
-/// Receives progress of one file: samples decoded so far and the expected total, if known
-/// (both per channel at the source rate).
-pub trait Progress: Sync {
-    /// Called after each decoded chunk.
-    fn advance(&self, decoded: u64, total: Option<u64>);
-}
-
-impl Progress for () {
-    fn advance(&self, _: u64, _: Option<u64>) {}
 }
 
 /// The track id of a source file: a hash of its bytes (so re-ingesting the same bytes is a
@@ -134,10 +68,55 @@ pub fn ingest_file(
     if layout.has_track(&id) {
         return Ok(IngestOutcome::AlreadyPresent(id));
     }
+    // decode
     let mut decoder = SourceDecoder::open(path, &config.decode)?;
-    let info = decoder.info().clone();
-    let out_rate = resample::output_rate(info.sample_rate);
+    // resample (to the output rate), encode (one encoder per rung), segment (one plan)
+    let out_rate = resample::output_rate(decoder.info().sample_rate);
+    let encoders = open_encoders(config, out_rate)?;
+    let plan = StreamPlan {
+        out_rate,
+        priming: common_priming(&encoders)?,
+        segments: SegmentPlan::new(
+            crate::units::Timescale(out_rate),
+            config.first_segment_seconds,
+            config.segment_seconds,
+        ),
+    };
+    // stage: decode -> resample -> (analyze | encode -> segment -> fmp4 media segments)
+    let staged = layout.stage_track(&id)?;
+    let streamed = fanout::stream(path, &mut decoder, encoders, plan, &staged, progress)?;
+    let gapless = gapless_of(plan.priming, streamed.valid)?;
+    let segment_durations = plan.segments.durations(gapless.total_samples());
+    // fmp4 init segments, then the track's other files
+    let renditions = finish_renditions(
+        &staged,
+        streamed.renditions,
+        &segment_durations,
+        gapless,
+        out_rate,
+        &streamed.loudness,
+    )?;
+    let cover = stage_cover(&staged, &decoder)?;
+    stage_waveform(&staged, &streamed.waveform)?;
+    let packaged = Packaged {
+        out_rate,
+        gapless,
+        segment_durations,
+        loudness: streamed.loudness,
+        renditions,
+        cover,
+    };
+    let record = track_record(path, &id, bytes, &decoder, config, packaged);
+    stage_manifests(&staged, &record)?;
+    // commit
+    commit(staged, record)
+}
 
+/// One encoder per rung of the ladder, at the output rate.
+fn open_encoders(
+    config: &IngestConfig,
+    out_rate: u32,
+) -> Result<Vec<(Rung, AacEncoder)>, IngestError> {
     let mut encoders = Vec::with_capacity(config.ladder.rungs.len());
     for rung in &config.ladder.rungs {
         let encoder = AacEncoder::new(EncoderConfig {
@@ -155,122 +134,108 @@ pub fn ingest_file(
         }
         encoders.push((*rung, encoder));
     }
-    let priming = encoders
+    Ok(encoders)
+}
+
+/// The priming every rendition gets: the largest encoder delay, in samples.
+fn common_priming(encoders: &[(Rung, AacEncoder)]) -> Result<u64, IngestError> {
+    encoders
         .iter()
         .map(|(_, e)| u64::from(e.info().delay))
         .max()
-        .unwrap_or(0);
-    let plan = SegmentPlan::new(
-        crate::units::Timescale(out_rate),
-        config.first_segment_seconds,
-        config.segment_seconds,
-    );
-    let staged = layout.stage_track(&id)?;
+        .ok_or_else(|| IngestError::Internal("the ladder has no rungs".into()))
+}
 
-    let (valid, loudness, waveform, renditions) = std::thread::scope(|scope| {
-        let mut senders: Vec<SyncSender<Message>> = Vec::new();
-        let mut handles = Vec::new();
-        for (rung, encoder) in encoders {
-            let (tx, rx) = sync_channel(CHANNEL_DEPTH);
-            senders.push(tx);
-            let staged = &staged;
-            handles.push(
-                scope.spawn(move || encode_rendition(rung, encoder, rx, priming, plan, staged)),
-            );
-        }
-        let (analysis_tx, analysis_rx) = sync_channel::<Option<Arc<Vec<f32>>>>(CHANNEL_DEPTH);
-        let analysis = scope.spawn(move || analyze(out_rate, analysis_rx));
-
-        let feed_started = thread_cpu_seconds();
-        let fed = feed(
-            &mut decoder,
-            info.sample_rate,
-            out_rate,
-            &senders,
-            &analysis_tx,
-            progress,
-        );
-        let feed_cpu = thread_cpu_seconds() - feed_started;
-        let _ = analysis_tx.send(None);
-        drop(analysis_tx);
-        if let Ok(valid) = &fed {
-            for tx in &senders {
-                let _ = tx.send(Message::End { valid: *valid });
-            }
-        }
-        drop(senders);
-        let renditions: Vec<_> = handles.into_iter().map(join).collect();
-        let mut errors = Vec::new();
-        let valid = fed.map_err(|e| errors.push(e)).ok();
-        let analysis = join(analysis).map_err(|e| errors.push(e)).ok();
-        let renditions: Vec<_> = renditions
-            .into_iter()
-            .filter_map(|r| r.map_err(|e| errors.push(e)).ok())
-            .collect();
-        let (Some(valid), Some((loudness, waveform, analyze_cpu)), true) =
-            (valid, analysis, errors.is_empty())
-        else {
-            return Err(root_cause(errors));
-        };
-        tracing::debug!(
-            file = %path.display(),
-            decode_resample_cpu_s = feed_cpu,
-            analyze_cpu_s = analyze_cpu,
-            encode_cpu_s = ?renditions.iter().map(|r| (r.rung.id(), r.cpu_seconds)).collect::<Vec<_>>(),
-            "stage CPU time"
-        );
-        Ok::<_, IngestError>((valid, loudness, waveform, renditions))
-    })?;
+/// The gapless figures of a track with `valid` source samples after `priming`, padded to a
+/// whole alignment unit.
+fn gapless_of(priming: u64, valid: u64) -> Result<Gapless, IngestError> {
     if valid == 0 {
         return Err(IngestError::NoSamples);
     }
-
     let total = (priming + valid).div_ceil(ALIGNMENT_UNIT) * ALIGNMENT_UNIT;
-    let segment_durations = plan.durations(total);
-    let gapless = Gapless {
+    Ok(Gapless {
         priming_samples: priming,
         valid_samples: valid,
         padding_samples: total - priming - valid,
+    })
+}
+
+/// Writes every rendition's init segment and names its directory; returns the records.
+fn finish_renditions(
+    staged: &StagedTrack,
+    renditions: Vec<EncodedRendition>,
+    segment_durations: &[u64],
+    gapless: Gapless,
+    out_rate: u32,
+    loudness: &LoudnessFigures,
+) -> Result<Vec<RenditionRecord>, IngestError> {
+    renditions
+        .into_iter()
+        .map(|r| finish_rendition(staged, r, segment_durations, gapless, out_rate, loudness))
+        .collect()
+}
+
+/// Writes the source's cover art, if any; returns its file name.
+fn stage_cover(
+    staged: &StagedTrack,
+    decoder: &SourceDecoder,
+) -> Result<Option<String>, IngestError> {
+    let Some(art) = decoder.cover() else {
+        return Ok(None);
     };
+    let ext = match art.media_type.as_str() {
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        _ => "jpg",
+    };
+    let name = format!("cover.{ext}");
+    staged.write(&name, &art.data)?;
+    Ok(Some(name))
+}
+
+/// The track record's name of the waveform file.
+const WAVEFORM_FILE: &str = "waveform.json";
+
+/// Writes the waveform peaks for the player.
+fn stage_waveform(staged: &StagedTrack, waveform: &Waveform) -> Result<(), IngestError> {
+    let json = serde_json::to_vec(waveform).map_err(|e| IngestError::Internal(e.to_string()))?;
+    staged.write(WAVEFORM_FILE, &json)?;
+    Ok(())
+}
+
+/// What packaging produced, for the track record.
+struct Packaged {
+    /// Output sample rate, in Hz.
+    out_rate: u32,
+    gapless: Gapless,
+    /// Every segment's duration, in samples at `out_rate`.
+    segment_durations: Vec<u64>,
+    loudness: LoudnessFigures,
+    renditions: Vec<RenditionRecord>,
+    /// File name of the cover art.
+    cover: Option<String>,
+}
+
+/// The record of the track packaged from `path`.
+fn track_record(
+    path: &Path,
+    id: &str,
+    bytes: u64,
+    decoder: &SourceDecoder,
+    config: &IngestConfig,
+    packaged: Packaged,
+) -> TrackRecord {
+    let info = decoder.info();
     let tags = decoder.tags().clone();
     let title = tags
         .title
         .clone()
         .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| id.clone());
-    let cover = match decoder.cover() {
-        Some(art) => {
-            let ext = match art.media_type.as_str() {
-                "image/png" => "png",
-                "image/gif" => "gif",
-                "image/webp" => "webp",
-                _ => "jpg",
-            };
-            let name = format!("cover.{ext}");
-            staged.write(&name, &art.data)?;
-            Some(name)
-        }
-        None => None,
-    };
-    staged.write(
-        "waveform.json",
-        &serde_json::to_vec(&waveform).map_err(|e| IngestError::Internal(e.to_string()))?,
-    )?;
-
-    let mut records = Vec::with_capacity(renditions.len());
-    for rendition in renditions {
-        records.push(finish_rendition(
-            &staged,
-            rendition,
-            &segment_durations,
-            gapless,
-            out_rate,
-            &loudness,
-        )?);
-    }
-    let record = TrackRecord {
+        .unwrap_or_else(|| id.to_string());
+    TrackRecord {
         version: TRACK_RECORD_VERSION,
-        id: id.clone(),
+        id: id.to_string(),
         title,
         artist: tags.artist,
         album: tags.album,
@@ -289,40 +254,49 @@ pub fn ingest_file(
             samples: decoder.frames_decoded(),
             bytes,
         },
-        sample_rate: out_rate,
+        sample_rate: packaged.out_rate,
         channels: 2,
-        gapless,
+        gapless: packaged.gapless,
         loudness: Loudness {
-            integrated_lufs: round2(loudness.integrated_lufs),
-            true_peak_dbtp: round2(loudness.true_peak_dbtp),
-            loudness_range_lu: round2(loudness.loudness_range_lu),
+            integrated_lufs: round2(packaged.loudness.integrated_lufs),
+            true_peak_dbtp: round2(packaged.loudness.true_peak_dbtp),
+            loudness_range_lu: round2(packaged.loudness.loudness_range_lu),
         },
-        cover,
-        waveform: "waveform.json".into(),
+        cover: packaged.cover,
+        waveform: WAVEFORM_FILE.into(),
         hls_master: "master.m3u8".into(),
         dash_mpd: "manifest.mpd".into(),
-        segment_durations,
-        renditions: records,
+        segment_durations: packaged.segment_durations,
+        renditions: packaged.renditions,
         packaging: PackagingRecord {
             ladder: config.ladder.spec(),
             segment_seconds: config.segment_seconds,
             segue_version: env!("CARGO_PKG_VERSION").into(),
         },
-    };
+    }
+}
+
+/// Writes the HLS playlists, the DASH MPD and the track record (views of `record`).
+fn stage_manifests(staged: &StagedTrack, record: &TrackRecord) -> Result<(), IngestError> {
     for r in &record.renditions {
         staged.write(
             Path::new(&r.dir).join(&r.playlist),
-            manifest::render_media_playlist(&record, r).as_bytes(),
+            manifest::render_media_playlist(record, r).as_bytes(),
         )?;
     }
     staged.write(
         &record.hls_master,
-        manifest::render_master_playlist(&record).as_bytes(),
+        manifest::render_master_playlist(record).as_bytes(),
     )?;
-    staged.write(&record.dash_mpd, manifest::render_mpd(&record).as_bytes())?;
+    staged.write(&record.dash_mpd, manifest::render_mpd(record).as_bytes())?;
     let json =
-        serde_json::to_vec_pretty(&record).map_err(|e| IngestError::Internal(e.to_string()))?;
+        serde_json::to_vec_pretty(record).map_err(|e| IngestError::Internal(e.to_string()))?;
     staged.write(TRACK_RECORD_FILE, &json)?;
+    Ok(())
+}
+
+/// Moves the staged track into the library, the track's commit point.
+fn commit(staged: StagedTrack, record: TrackRecord) -> Result<IngestOutcome, IngestError> {
     match staged.commit() {
         Ok(_) => Ok(IngestOutcome::Ingested(Box::new(record))),
         // A concurrent ingest of the same bytes finished first: same content, same id.
@@ -331,120 +305,6 @@ pub fn ingest_file(
     }
 }
 
-/// The error to report when stages of one file failed: the first that is a cause, not a stage
-/// that stopped because another failed ([`IngestError::Stopped`]); in stage order (decode,
-/// analysis, renditions) for a stable message.
-fn root_cause(mut errors: Vec<IngestError>) -> IngestError {
-    if errors.is_empty() {
-        // Unreachable by construction (a stage without a result always leaves its error).
-        return IngestError::Internal("a pipeline stage failed without an error".into());
-    }
-    let cause = errors
-        .iter()
-        .position(|e| !matches!(e, IngestError::Stopped(_)))
-        .unwrap_or(0);
-    errors.swap_remove(cause)
-}
-
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-fn join<T>(
-    handle: std::thread::ScopedJoinHandle<'_, Result<T, IngestError>>,
-) -> Result<T, IngestError> {
-    handle.join().unwrap_or_else(|panic| {
-        Err(IngestError::Internal(format!(
-            "a pipeline thread panicked: {}",
-            panic_message(panic.as_ref())
-        )))
-    })
-}
-
-/// Decodes, resamples and fans the PCM out; returns the valid sample count at the output rate.
-fn feed(
-    decoder: &mut SourceDecoder,
-    in_rate: u32,
-    out_rate: u32,
-    encoders: &[SyncSender<Message>],
-    analysis: &SyncSender<Option<Arc<Vec<f32>>>>,
-    progress: &dyn Progress,
-) -> Result<u64, IngestError> {
-    let mut resampler = if in_rate == out_rate {
-        None
-    } else {
-        Some(Resampler::new(in_rate, out_rate)?)
-    };
-    let total = decoder.info().total_frames;
-    let mut valid = 0u64;
-    let mut send = |pcm: Vec<f32>| -> Result<(), IngestError> {
-        if pcm.is_empty() {
-            return Ok(());
-        }
-        valid += (pcm.len() / 2) as u64;
-        let mut ints = Vec::with_capacity(pcm.len());
-        f32_to_i16(&pcm, &mut ints);
-        let ints = Arc::new(ints);
-        for tx in encoders {
-            tx.send(Message::Pcm(ints.clone()))
-                .map_err(|_| IngestError::Stopped("an encoder thread"))?;
-        }
-        analysis
-            .send(Some(Arc::new(pcm)))
-            .map_err(|_| IngestError::Stopped("the analysis thread"))
-    };
-    while let Some(chunk) = decoder.next_chunk()? {
-        let out = match resampler.as_mut() {
-            Some(r) => {
-                let mut out =
-                    Vec::with_capacity(chunk.len() * out_rate as usize / in_rate as usize + 64);
-                r.process(chunk, &mut out)?;
-                out
-            }
-            None => chunk.to_vec(),
-        };
-        send(out)?;
-        progress.advance(decoder.frames_decoded(), total);
-    }
-    if let Some(r) = resampler.as_mut() {
-        let mut out = Vec::new();
-        r.finish(&mut out)?;
-        send(out)?;
-    }
-    Ok(valid)
-}
-
-/// Loudness and waveform of the output-rate PCM; also returns this thread's CPU seconds.
-fn analyze(
-    rate: u32,
-    rx: Receiver<Option<Arc<Vec<f32>>>>,
-) -> Result<(LoudnessFigures, Waveform, f64), IngestError> {
-    let mut meter = LoudnessMeter::new(rate).map_err(|e| IngestError::Analyze(e.to_string()))?;
-    let mut waveform = WaveformBuilder::new(rate, WAVEFORM_TARGET);
-    while let Ok(Some(pcm)) = rx.recv() {
-        meter
-            .push(&pcm)
-            .map_err(|e| IngestError::Analyze(e.to_string()))?;
-        waveform.push(&pcm);
-    }
-    let loudness = meter
-        .finish()
-        .map_err(|e| IngestError::Analyze(e.to_string()))?;
-    Ok((loudness, waveform.finish(), thread_cpu_seconds()))
-}
-
-/// CPU time used by the calling thread so far, in seconds (for the per-stage report; 0 if the
-/// clock is unavailable).
-pub(crate) fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc == 0 {
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-    } else {
-        0.0
-    }
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use super::analyze::LoudnessFigures;
+use super::cpu_clock::thread_cpu_seconds;
 use super::encode::{AacEncoder, EncoderInfo};
+use super::error::IngestError;
 use super::fmp4::{self, InitConfig, LoudnessBox};
-use super::pipeline::IngestError;
 use super::segment::{ALIGNMENT_UNIT, SegmentData, SegmentPlan, Segmenter};
 use crate::catalog::{Gapless, RenditionRecord};
 use crate::config::Rung;
@@ -134,7 +135,7 @@ pub(crate) fn encode_rendition(
     if let Some(last) = segmenter.finish() {
         write_segment(staged, &dir, &last, &mut out)?;
     }
-    out.cpu_seconds = super::pipeline::thread_cpu_seconds();
+    out.cpu_seconds = thread_cpu_seconds();
     Ok(out)
 }
 
@@ -188,8 +189,9 @@ pub(crate) fn finish_rendition(
         channels: 2,
         object_type: r.rung.profile.object_type(),
         audio_specific_config: r.info.audio_specific_config.clone(),
-        avg_bitrate: payload_rate as u32,
-        max_bitrate: peak as u32,
+        avg_bitrate: u32::try_from(payload_rate)
+            .map_err(|_| fmp4::Fmp4Error::Overflow("avgBitrate"))?,
+        max_bitrate: u32::try_from(peak).map_err(|_| fmp4::Fmp4Error::Overflow("maxBitrate"))?,
         buffer_size: r.max_access_unit,
         priming: gapless.priming_samples,
         valid_samples: gapless.valid_samples,

@@ -10,46 +10,52 @@
 //! alone. The child stages into its own directory named with its pid, which `LibraryLayout`
 //! sweeps once the pid is gone, so a killed worker leaves nothing visible in the library.
 //!
-//! The protocol on the child's stdout: `progress DECODED TOTAL|-` lines, then one
-//! `result JSON` line with a [`WorkerResult`].
+//! The protocol: the parent passes the whole [`IngestConfig`] as JSON (`--config`, see
+//! [`encode_config`]; the file is an argument of its own, as its name need not be UTF-8). On
+//! its stdout the child prints `progress DECODED TOTAL|-` lines, then one `result JSON` line
+//! with a [`WorkerResult`]: the outcome, or the error as its kind and message.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
 
+use rustix::process::{Resource, Rlimit, Signal};
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::{IngestError, IngestOutcome, Progress, ingest_file};
-use crate::config::IngestConfig;
+use super::error::{ErrorReport, IngestError, IngestErrorKind};
+use super::pipeline::{IngestOutcome, Progress, ingest_file};
+use crate::config::{IngestConfig, WorkerConfig};
 use crate::store::LibraryLayout;
-
-/// How to run workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerConfig {
-    /// The `segue` executable (its `ingest-worker` subcommand is run).
-    pub program: PathBuf,
-    /// Address-space limit of a worker, in bytes.
-    pub memory_bytes: u64,
-}
-
-/// Default address-space limit of a worker: far above what a streaming ingest uses (about
-/// 15 MiB resident, a few hundred MiB of address space with thread stacks and malloc arenas),
-/// far below what would hurt the machine.
-pub const DEFAULT_WORKER_MEMORY: u64 = 2 << 30;
 
 /// The last line a worker prints.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WorkerResult {
     /// The file was ingested (or was already there).
     Ok(IngestOutcome),
-    /// It failed, with this message.
-    Err(String),
+    /// It failed: the error's kind and message.
+    Err(ErrorReport),
 }
 
 /// Most stderr kept from a worker, for the error message of a crash.
 const STDERR_TAIL: usize = 2048;
+
+/// The settings as the parent passes them to a worker (`--config`): the whole config, so no
+/// field can be dropped on the way. Fails for a library path that is not UTF-8 (JSON text).
+pub fn encode_config(config: &IngestConfig) -> Result<String, IngestError> {
+    serde_json::to_string(config).map_err(|e| {
+        IngestError::Internal(format!(
+            "the ingest settings cannot be passed to a worker: {e}"
+        ))
+    })
+}
+
+/// The settings as a worker reads them back from [`encode_config`]'s text.
+pub fn decode_config(text: &str) -> Result<IngestConfig, IngestError> {
+    serde_json::from_str(text)
+        .map_err(|e| IngestError::Internal(format!("the worker cannot read its settings: {e}")))
+}
 
 /// Runs `ingest_file` for `file` in a worker process (parent side).
 pub fn ingest_in_worker(
@@ -59,21 +65,13 @@ pub fn ingest_in_worker(
     layout: &LibraryLayout,
     progress: &dyn Progress,
 ) -> Result<IngestOutcome, IngestError> {
+    // The worker runs under the limits of `worker`, whatever `config.worker` says.
+    let settings = encode_config(&IngestConfig {
+        worker: Some(worker.clone()),
+        ..config.clone()
+    })?;
     let mut command = Command::new(&worker.program);
-    command
-        .arg("ingest-worker")
-        .arg("--library")
-        .arg(&config.library)
-        .args(["--ladder", &config.ladder.spec()])
-        .args(["--segment-seconds", &config.segment_seconds.to_string()])
-        .args(["--memory-bytes", &worker.memory_bytes.to_string()])
-        .args([
-            "--max-duration-seconds",
-            &config.decode.max_duration_seconds.to_string(),
-        ]);
-    if !config.afterburner {
-        command.arg("--no-afterburner");
-    }
+    command.arg("ingest-worker").args(["--config", &settings]);
     // The worker logs only errors (kept for the failure message) unless the user asked for a
     // log with RUST_LOG: then it logs what was asked, and its log is passed on to ours.
     let asked = std::env::var("RUST_LOG").ok();
@@ -116,7 +114,7 @@ pub fn ingest_in_worker(
                     let total = parts.next().and_then(|t| t.parse().ok());
                     progress.advance(decoded, total);
                 } else if let Some(json) = line.strip_prefix("result ") {
-                    result = serde_json::from_str::<WorkerResult>(json).ok();
+                    result = Some(serde_json::from_str::<WorkerResult>(json));
                 }
             }
         }
@@ -125,8 +123,13 @@ pub fn ingest_in_worker(
         .wait()
         .map_err(|e| IngestError::Internal(format!("ingest worker lost: {e}")))?;
     match result {
-        Some(WorkerResult::Ok(outcome)) if status.success() => Ok(outcome),
-        Some(WorkerResult::Err(message)) => Err(IngestError::Worker(message)),
+        Some(Ok(WorkerResult::Ok(outcome))) if status.success() => Ok(outcome),
+        Some(Ok(WorkerResult::Err(report))) => Err(IngestError::Worker(report)),
+        // A worker that ended well but printed a result we cannot read (a cut line from a
+        // worker that died is a death, below).
+        Some(Err(e)) if status.success() => Err(IngestError::Internal(format!(
+            "the ingest worker's result cannot be read: {e}"
+        ))),
         _ => {
             // Died without a verdict: whatever it staged is swept (its pid is gone now).
             layout.sweep_staging();
@@ -137,26 +140,28 @@ pub fn ingest_in_worker(
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("");
-            Err(IngestError::Worker(describe_death(
-                status,
-                worker.memory_bytes,
-                last,
-            )))
+            Err(IngestError::Worker(ErrorReport {
+                kind: IngestErrorKind::WorkerDied,
+                message: describe_death(status, worker.memory_bytes, last),
+            }))
         }
     }
 }
 
 /// A message for a worker that ended without a result.
 fn describe_death(status: std::process::ExitStatus, limit: u64, last_stderr: &str) -> String {
+    const SIGABRT: i32 = Signal::ABORT.as_raw();
+    const SIGKILL: i32 = Signal::KILL.as_raw();
+    const SIGSEGV: i32 = Signal::SEGV.as_raw();
     let how = match status.signal() {
-        Some(libc::SIGABRT) => format!(
+        Some(SIGABRT) => format!(
             "aborted (SIGABRT), most likely an allocation over the worker's {} MiB memory limit",
             limit >> 20
         ),
-        Some(libc::SIGKILL) => {
+        Some(SIGKILL) => {
             "killed (SIGKILL), by the system's out-of-memory killer or an operator".into()
         }
-        Some(libc::SIGSEGV) => "crashed (SIGSEGV), possibly a stack overflow in a decoder".into(),
+        Some(SIGSEGV) => "crashed (SIGSEGV), possibly a stack overflow in a decoder".into(),
         Some(signal) => format!("killed by signal {signal}"),
         None => format!(
             "exited with status {} without a result",
@@ -183,17 +188,24 @@ impl Progress for StdoutProgress {
 }
 
 /// Asks the kernel to kill this process when its parent dies (a `kill -9` of `segue ingest`
-/// must not leave workers running on); `false` if the parent is already gone.
+/// must not leave workers running on); `false` if that fails or the parent is already gone.
 fn die_with_parent() -> bool {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number and changes only this process's state.
-    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // SAFETY: getppid cannot fail. A parent that died before the prctl left us to a reaper:
-    // compare with the pid it gave us (not with 1, which may be the parent in a container).
-    let parent = unsafe { libc::getppid() };
-    let expected = std::env::var(PARENT_ENV)
-        .ok()
-        .and_then(|p| p.parse::<i32>().ok());
-    rc == 0 && expected.is_none_or(|p| p == parent)
+    if rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_err() {
+        return false;
+    }
+    // A parent that died before that left us to a reaper: compare with the pid it gave us
+    // (not with 1, which may be the parent in a container). A value that is not a pid is a
+    // mismatch, not a reason to skip the check.
+    match std::env::var(PARENT_ENV) {
+        Err(_) => true,
+        Ok(expected) => {
+            let parent = rustix::process::getppid().map(|p| p.as_raw_pid());
+            expected
+                .parse::<i32>()
+                .ok()
+                .is_some_and(|p| Some(p) == parent)
+        }
+    }
 }
 
 /// The environment variable that gives a worker its parent's pid.
@@ -201,53 +213,62 @@ const PARENT_ENV: &str = "SEGUE_INGEST_PARENT";
 
 /// Limits this process's address space to `bytes` (child side, before any thread starts).
 fn limit_memory(bytes: u64) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: bytes as libc::rlim_t,
-        rlim_max: bytes as libc::rlim_t,
+    let limit = Rlimit {
+        current: Some(bytes),
+        maximum: Some(bytes),
     };
-    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    rustix::process::setrlimit(Resource::As, limit).map_err(std::io::Error::from)
 }
 
-/// The `ingest-worker` subcommand (child side): limits memory, ingests `file`, prints the
-/// result line. Exit status 0 whenever a result was printed (success or a clean failure).
-pub fn worker_main(file: &Path, config: &IngestConfig, memory_bytes: u64) -> ExitCode {
+/// The `ingest-worker` subcommand (child side): reads its settings (`settings`, from
+/// [`encode_config`]), limits memory, ingests `file`, prints the result line. Exit status 0
+/// whenever a result was printed (success or a clean failure).
+pub fn worker_main(file: &Path, settings: &str) -> ExitCode {
     if !die_with_parent() {
         // The parent is already gone: nobody would read the result.
         return ExitCode::FAILURE;
     }
-    let result = match limit_memory(memory_bytes) {
-        Err(e) => WorkerResult::Err(format!("cannot limit the worker's memory: {e}")),
-        Ok(()) => {
-            let layout = LibraryLayout::new(&config.library);
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                ingest_file(file, config, &layout, &StdoutProgress)
-            }));
-            match run {
-                Ok(Ok(outcome)) => WorkerResult::Ok(outcome),
-                Ok(Err(e)) => WorkerResult::Err(e.to_string()),
-                Err(panic) => WorkerResult::Err(format!(
-                    "internal error: panicked while ingesting: {}",
-                    super::panic_message(panic.as_ref())
-                )),
-            }
-        }
+    let result = match run_worker(file, settings) {
+        Ok(outcome) => WorkerResult::Ok(outcome),
+        Err(e) => WorkerResult::Err(e.report()),
     };
-    let line = serde_json::to_string(&result)
-        .unwrap_or_else(|e| format!(r#"{{"Err":"the result could not be encoded: {e}"}}"#));
+    let line = serde_json::to_string(&result).or_else(|e| {
+        serde_json::to_string(&WorkerResult::Err(ErrorReport {
+            kind: IngestErrorKind::Internal,
+            message: format!("internal error: the result could not be encoded: {e}"),
+        }))
+    });
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "result {line}")
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        return ExitCode::FAILURE;
+    let written = match line {
+        Ok(line) => writeln!(out, "result {line}").and_then(|()| out.flush()),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
-    ExitCode::SUCCESS
+}
+
+/// The worker's ingest, under its memory limit, with panics caught.
+fn run_worker(file: &Path, settings: &str) -> Result<IngestOutcome, IngestError> {
+    let config = decode_config(settings)?;
+    let memory_bytes = config
+        .worker
+        .as_ref()
+        .map(|w| w.memory_bytes)
+        .ok_or_else(|| IngestError::Internal("the worker got no memory limit".into()))?;
+    limit_memory(memory_bytes)
+        .map_err(|e| IngestError::Internal(format!("cannot limit the worker's memory: {e}")))?;
+    let layout = LibraryLayout::new(&config.library);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ingest_file(file, &config, &layout, &StdoutProgress)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(IngestError::Internal(format!(
+            "panicked while ingesting: {}",
+            super::panic_message(panic.as_ref())
+        )))
+    })
 }
 
 #[cfg(test)]
@@ -255,8 +276,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_whole_config_reaches_the_worker() {
+        let config = crate::config::tests::unusual_ingest_config();
+        let text = encode_config(&config).unwrap();
+        assert_eq!(decode_config(&text).unwrap(), config);
+    }
+
+    #[test]
     fn deaths_are_explained() {
-        let abort = std::process::ExitStatus::from_raw(libc::SIGABRT);
+        let abort = std::process::ExitStatus::from_raw(Signal::ABORT.as_raw());
         let text = describe_death(abort, 64 << 20, "memory allocation of 1 bytes failed");
         assert!(text.contains("64 MiB memory limit"), "{text}");
         assert!(

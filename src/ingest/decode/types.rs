@@ -2,7 +2,7 @@
 //! its tags and cover art, and why a file cannot be decoded.
 
 /// Limits that protect against hostile headers (checked before allocating).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecodeOptions {
     /// Largest accepted channel count.
     pub max_channels: u32,
