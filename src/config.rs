@@ -48,10 +48,44 @@ pub enum ConfigError {
     CurrentExe(#[source] std::io::Error),
 }
 
+/// Paths in serialized settings: text when the path is UTF-8, its bytes otherwise. A Unix path
+/// is bytes and a JSON string is UTF-8 text, so serde's own `PathBuf` support fails on a path
+/// that is not UTF-8; the worker must get such a library path unchanged all the same.
+mod os_path {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(path: &Path, to: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(text) => Repr::Text(text.to_owned()),
+            None => Repr::Bytes(path.as_os_str().as_bytes().to_vec()),
+        }
+        .serialize(to)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<PathBuf, D::Error> {
+        Ok(match Repr::deserialize(from)? {
+            Repr::Text(text) => PathBuf::from(text),
+            Repr::Bytes(bytes) => PathBuf::from(OsString::from_vec(bytes)),
+        })
+    }
+}
+
 /// How to run ingest workers (`ingest::worker`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerConfig {
     /// The `segue` executable (its `ingest-worker` subcommand is run).
+    #[serde(with = "os_path")]
     pub program: PathBuf,
     /// Address-space limit of a worker, in bytes.
     pub memory_bytes: u64,
@@ -79,6 +113,7 @@ impl WorkerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngestConfig {
     /// Library directory.
+    #[serde(with = "os_path")]
     pub library: PathBuf,
     /// The ABR ladder.
     pub ladder: Ladder,
@@ -186,7 +221,12 @@ pub(crate) mod tests {
     /// `..Default`: a new field does not compile until it is given a non-default value here.
     pub(crate) fn unusual_ingest_config() -> IngestConfig {
         IngestConfig {
-            library: PathBuf::from("/srv/lib with space/ü"),
+            // Not UTF-8: a Unix path is bytes, and the worker must get them unchanged.
+            library: PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                    b"/srv/lib with space/\xff\xc3\xbc".to_vec(),
+                ),
+            ),
             ladder: Ladder {
                 rungs: vec![
                     Rung {

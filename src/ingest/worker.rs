@@ -42,7 +42,7 @@ pub enum WorkerResult {
 const STDERR_TAIL: usize = 2048;
 
 /// The settings as the parent passes them to a worker (`--config`): the whole config, so no
-/// field can be dropped on the way. Fails for a library path that is not UTF-8 (JSON text).
+/// field can be dropped on the way.
 pub fn encode_config(config: &IngestConfig) -> Result<String, IngestError> {
     serde_json::to_string(config).map_err(|e| {
         IngestError::Internal(format!(
