@@ -24,6 +24,7 @@ use crate::catalog::{
 };
 use crate::config::IngestConfig;
 use crate::manifest;
+use crate::store::layout::{DASH_MPD_FILE, HLS_MASTER_FILE, WAVEFORM_FILE, cover_file, track_id};
 use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
 
 /// Pairs of waveform peaks the player gets (between this and twice this).
@@ -119,7 +120,7 @@ pub fn track_id_of(path: &Path) -> Result<String, IngestError> {
     let file = std::fs::File::open(path).map_err(IngestError::Read)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(file).map_err(IngestError::Read)?;
-    Ok(hasher.finalize().to_hex()[..24].to_string())
+    Ok(track_id(&hasher.finalize()))
 }
 
 /// Ingests one file into the library at `layout` (the catalog is updated by the caller).
@@ -240,20 +241,14 @@ pub fn ingest_file(
         .unwrap_or_else(|| id.clone());
     let cover = match decoder.cover() {
         Some(art) => {
-            let ext = match art.media_type.as_str() {
-                "image/png" => "png",
-                "image/gif" => "gif",
-                "image/webp" => "webp",
-                _ => "jpg",
-            };
-            let name = format!("cover.{ext}");
+            let name = cover_file(&art.media_type);
             staged.write(&name, &art.data)?;
             Some(name)
         }
         None => None,
     };
     staged.write(
-        "waveform.json",
+        WAVEFORM_FILE,
         &serde_json::to_vec(&waveform).map_err(|e| IngestError::Internal(e.to_string()))?,
     )?;
 
@@ -298,9 +293,9 @@ pub fn ingest_file(
             loudness_range_lu: round2(loudness.loudness_range_lu),
         },
         cover,
-        waveform: "waveform.json".into(),
-        hls_master: "master.m3u8".into(),
-        dash_mpd: "manifest.mpd".into(),
+        waveform: WAVEFORM_FILE.into(),
+        hls_master: HLS_MASTER_FILE.into(),
+        dash_mpd: DASH_MPD_FILE.into(),
         segment_durations,
         renditions: records,
         packaging: PackagingRecord {
