@@ -106,6 +106,8 @@ fn killed_ingest_staging_is_swept_even_when_its_pid_is_reused() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // Its other threads may still be ending, the lock still held: the next ingest sweeps when
+    // it opens the library and again when it is done.
     assert!(
         staging.is_dir(),
         "the killed ingest left no staging to sweep"
