@@ -86,13 +86,20 @@ fn short_input(lib: &TempLibrary) -> PathBuf {
     )
 }
 
+/// An ingest of a long input under way in `lib`: a short input to ingest besides, the
+/// ingest's process and its staging directory.
+fn long_ingest_under_way(lib: &TempLibrary) -> (PathBuf, Child, PathBuf) {
+    let (long, short) = (long_input(lib), short_input(lib));
+    let mut ingest = start_ingest(lib, &long);
+    let staging = staging_of(&lib.layout(), &mut ingest);
+    (short, ingest, staging)
+}
+
 #[test]
 fn killed_ingest_staging_is_swept_even_when_its_pid_is_reused() {
     let lib = TempLibrary::new();
-    let (long, short) = (long_input(&lib), short_input(&lib));
     let layout = lib.layout();
-    let mut ingest = start_ingest(&lib, &long);
-    let staging = staging_of(&layout, &mut ingest);
+    let (short, mut ingest, staging) = long_ingest_under_way(&lib);
     let writer = writer_pid(&staging);
     std::thread::sleep(Duration::from_millis(300));
     // SIGKILL: the worker that stages dies with its parent (PR_SET_PDEATHSIG), unswept.
@@ -130,7 +137,7 @@ fn killed_ingest_staging_is_swept_even_when_its_pid_is_reused() {
     assert!(!reused.exists(), "dead staging kept: {}", reused.display());
     let short_id = lines[0]["id"].as_str().unwrap().to_string();
     let ids = assert_consistent(&lib);
-    assert_eq!(ids.into_iter().collect::<Vec<_>>(), [short_id.clone()]);
+    assert_eq!(ids.iter().collect::<Vec<_>>(), [&short_id]);
     let (code, stdout, _) = segue(&[
         "list",
         "--json",
@@ -151,10 +158,8 @@ fn killed_ingest_staging_is_swept_even_when_its_pid_is_reused() {
 #[test]
 fn live_ingest_staging_is_never_swept_by_a_concurrent_one() {
     let lib = TempLibrary::new();
-    let (long, short) = (long_input(&lib), short_input(&lib));
     let layout = lib.layout();
-    let mut ingest = start_ingest(&lib, &long);
-    let staging = staging_of(&layout, &mut ingest);
+    let (short, mut ingest, staging) = long_ingest_under_way(&lib);
 
     // A concurrent ingest (it sweeps when it opens the library), then sweeps from this
     // process, as often as they can run, for as long as the long ingest stages.
