@@ -62,6 +62,11 @@ impl LibraryLayout {
         Self { root: root.into() }
     }
 
+    /// Creates the library root if missing (and nothing else: for the catalog's database).
+    pub fn create_root(&self) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.root).map_err(io_err("create directory", &self.root))
+    }
+
     /// Creates the library directories if missing and sweeps stale staging directories.
     pub fn create(&self) -> Result<(), StoreError> {
         for dir in [self.root.clone(), self.tracks_dir(), self.staging_dir()] {

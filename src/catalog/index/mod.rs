@@ -175,8 +175,7 @@ impl Catalog {
     }
 
     fn open_with(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
-        let root = layout.root();
-        fs::create_dir_all(root).map_err(io_err("create directory", root))?;
+        layout.create_root()?;
         let corrupt = [ErrorCode::NotADatabase, ErrorCode::DatabaseCorrupt];
         match Self::connect(layout, allow_fts) {
             Err(CatalogError::Sqlite { source, .. })
