@@ -4,18 +4,12 @@
 //! ticks of a [`Timescale`] (for audio, the timescale is the sample rate, so one tick is one
 //! sample). Floats appear only at the edges: seconds in JSON and `EXTINF` text.
 
-use serde::{Deserialize, Serialize};
-
 /// Ticks per second of a media timeline (for audio tracks: the sample rate in Hz).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timescale(pub u32);
 
 /// A point or span on a media timeline, counted in ticks of some [`Timescale`].
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticks(pub u64);
 
 impl Timescale {
@@ -28,25 +22,9 @@ impl Timescale {
     pub fn seconds(self, ticks: Ticks) -> f64 {
         ticks.0 as f64 / f64::from(self.0)
     }
-
-    /// Rescales `ticks` from this timescale to `to`, rounding down (exact when `to` divides evenly).
-    pub fn rescale(self, ticks: Ticks, to: Timescale) -> Ticks {
-        Ticks((u128::from(ticks.0) * u128::from(to.0) / u128::from(self.0)) as u64)
-    }
-
-    /// Rescales `ticks` from this timescale to `to`, rounding up.
-    pub fn rescale_ceil(self, ticks: Ticks, to: Timescale) -> Ticks {
-        let num = u128::from(ticks.0) * u128::from(to.0);
-        Ticks(num.div_ceil(u128::from(self.0)) as u64)
-    }
 }
 
 impl Ticks {
-    /// Rounds up to the next multiple of `step` ticks (`step` > 0).
-    pub fn align_up(self, step: u64) -> Ticks {
-        Ticks(self.0.div_ceil(step) * step)
-    }
-
     /// Rounds down to a multiple of `step` ticks, never below `step` (`step` > 0).
     pub fn align_down(self, step: u64) -> Ticks {
         Ticks((self.0 / step * step).max(step))
@@ -65,21 +43,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rescale_between_rates_is_exact_when_divisible() {
-        assert_eq!(
-            Timescale(48_000).rescale(Ticks(96_000), Timescale(1000)),
-            Ticks(2000)
-        );
-        assert_eq!(
-            Timescale(44_100).rescale_ceil(Ticks(1), Timescale(48_000)),
-            Ticks(2)
-        );
+    fn seconds_convert_to_the_nearest_tick() {
+        let rate = Timescale(48_000);
+        assert_eq!(rate.ticks_from_seconds(0.5), Ticks(24_000));
+        assert_eq!(rate.ticks_from_seconds(-1.0), Ticks(0));
+        assert_eq!(rate.seconds(Ticks(12_000)), 0.25);
+        assert_eq!(extinf_seconds(Ticks(1), Timescale(44_100)), 0.000023);
     }
 
     #[test]
-    fn alignment_rounds_to_frame_multiples() {
-        assert_eq!(Ticks(1).align_up(1024), Ticks(1024));
-        assert_eq!(Ticks(2048).align_up(1024), Ticks(2048));
+    fn alignment_rounds_down_to_frame_multiples() {
+        assert_eq!(Ticks(2048).align_down(1024), Ticks(2048));
         assert_eq!(Ticks(2047).align_down(1024), Ticks(1024));
         assert_eq!(Ticks(100).align_down(1024), Ticks(1024));
     }

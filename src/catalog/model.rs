@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::layout;
 use crate::units::{Ticks, Timescale};
 
 /// Version of the `track.json` schema; bumped on incompatible changes.
@@ -132,12 +133,14 @@ pub struct RenditionRecord {
 }
 
 impl RenditionRecord {
-    /// Segment file names as a DASH-style template: `$Number$` is the 1-based segment number.
-    pub const SEGMENT_TEMPLATE: &str = "$Number$.m4s";
+    /// Segment file names as a DASH-style template: `$Number$` is the 1-based segment number
+    /// (the library layout's [`layout::SEGMENT_TEMPLATE`]).
+    pub const SEGMENT_TEMPLATE: &str = layout::SEGMENT_TEMPLATE;
 
-    /// File name of media segment `index` (0-based) within the rendition directory.
+    /// File name of media segment `index` (0-based) within the rendition directory (see
+    /// [`layout::segment_name`]).
     pub fn segment_name(index: usize) -> String {
-        format!("{}.m4s", index + 1)
+        layout::segment_name(index)
     }
 }
 
@@ -176,9 +179,9 @@ pub(crate) fn test_record() -> TrackRecord {
             bitrate,
             average_bandwidth: peak * 9 / 10,
             peak_bandwidth: peak,
-            init: "init.mp4".into(),
+            init: layout::INIT_SEGMENT_FILE.into(),
             init_bytes: 700,
-            playlist: "media.m3u8".into(),
+            playlist: layout::MEDIA_PLAYLIST_FILE.into(),
             segment_sizes: vec![1000, 2000, 2000, 500],
         };
     TrackRecord {
@@ -212,9 +215,9 @@ pub(crate) fn test_record() -> TrackRecord {
             loudness_range_lu: 4.0,
         },
         cover: None,
-        waveform: "waveform.json".into(),
-        hls_master: "master.m3u8".into(),
-        dash_mpd: "manifest.mpd".into(),
+        waveform: layout::WAVEFORM_FILE.into(),
+        hls_master: layout::HLS_MASTER_FILE.into(),
+        dash_mpd: layout::DASH_MPD_FILE.into(),
         // 0.981333 s, then 3.968 s segments, then the tail: 484544 samples in all.
         segment_durations: vec![47_104, 190_464, 190_464, 56_512],
         renditions: vec![

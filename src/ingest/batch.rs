@@ -141,6 +141,9 @@ pub fn ingest_batch(
             });
         }
     });
+    // Again at the end: a writer killed just before this run (its staging still locked while
+    // its threads were dying) has released its lock by now.
+    layout.sweep_staging();
     let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     reports.sort_by_key(|(i, _)| *i);
     Ok(reports.into_iter().map(|(_, r)| r).collect())

@@ -23,7 +23,10 @@ use crate::catalog::{
 };
 use crate::config::{IngestConfig, Rung};
 use crate::manifest;
-use crate::store::{LibraryLayout, StagedTrack, StoreError, TRACK_RECORD_FILE};
+use crate::store::layout::{
+    DASH_MPD_FILE, HLS_MASTER_FILE, TRACK_RECORD_FILE, WAVEFORM_FILE, cover_file, track_id,
+};
+use crate::store::{LibraryLayout, StagedTrack, StoreError};
 
 pub use super::error::IngestError;
 pub use super::fanout::Progress;
@@ -53,7 +56,7 @@ pub fn track_id_of(path: &Path) -> Result<String, IngestError> {
     let file = std::fs::File::open(path).map_err(IngestError::Read)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(file).map_err(IngestError::Read)?;
-    Ok(hasher.finalize().to_hex()[..24].to_string())
+    Ok(track_id(&hasher.finalize()))
 }
 
 /// Ingests one file into the library at `layout` (the catalog is updated by the caller).
@@ -183,19 +186,10 @@ fn stage_cover(
     let Some(art) = decoder.cover() else {
         return Ok(None);
     };
-    let ext = match art.media_type.as_str() {
-        "image/png" => "png",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        _ => "jpg",
-    };
-    let name = format!("cover.{ext}");
+    let name = cover_file(&art.media_type);
     staged.write(&name, &art.data)?;
     Ok(Some(name))
 }
-
-/// The track record's name of the waveform file.
-const WAVEFORM_FILE: &str = "waveform.json";
 
 /// Writes the waveform peaks for the player.
 fn stage_waveform(staged: &StagedTrack, waveform: &Waveform) -> Result<(), IngestError> {
@@ -264,8 +258,8 @@ fn track_record(
         },
         cover: packaged.cover,
         waveform: WAVEFORM_FILE.into(),
-        hls_master: "master.m3u8".into(),
-        dash_mpd: "manifest.mpd".into(),
+        hls_master: HLS_MASTER_FILE.into(),
+        dash_mpd: DASH_MPD_FILE.into(),
         segment_durations: packaged.segment_durations,
         renditions: packaged.renditions,
         packaging: PackagingRecord {

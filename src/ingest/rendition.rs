@@ -1,9 +1,8 @@
 //! One rendition of the ladder: its encoder thread turns the shared PCM stream into access
 //! units, cuts them into the common segment plan and writes the media segments; once the
-//! input is complete, the init segment is written and the directory is named after a hash of
-//! every byte in it (so any change of bytes changes every URL under it).
+//! input is complete, the init segment is written and the store names the directory after a
+//! hash of every byte in it (so any change of bytes changes every URL under it).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
@@ -15,7 +14,8 @@ use super::fmp4::{self, InitConfig, LoudnessBox};
 use super::segment::{ALIGNMENT_UNIT, SegmentData, SegmentPlan, Segmenter};
 use crate::catalog::{Gapless, RenditionRecord};
 use crate::config::Rung;
-use crate::store::{StagedTrack, StoreError};
+use crate::store::layout::{INIT_SEGMENT_FILE, MEDIA_PLAYLIST_FILE};
+use crate::store::{StagedRendition, StagedTrack};
 
 /// What the decode thread sends each encoder.
 pub(crate) enum Message {
@@ -35,20 +35,15 @@ pub(crate) struct EncodedRendition {
     max_access_unit: u32,
     /// Access unit payload bytes.
     payload_bytes: u64,
-    /// Hash of every media segment's bytes, in order.
-    hasher: blake3::Hasher,
+    /// The rendition's files in the staged track.
+    files: StagedRendition,
     /// CPU seconds the encoder thread used.
     pub(crate) cpu_seconds: f64,
-}
-
-fn staging_dir_of(rung: &Rung) -> String {
-    format!("{}.partial", rung.id())
 }
 
 /// Collects one rendition's access units into segment files.
 struct RenditionWriter<'a> {
     staged: &'a StagedTrack,
-    dir: String,
     segmenter: Segmenter,
     out: EncodedRendition,
     /// The first write error; later access units are ignored once set.
@@ -63,7 +58,7 @@ impl RenditionWriter<'_> {
         self.out.max_access_unit = self.out.max_access_unit.max(access_unit.len() as u32);
         self.out.payload_bytes += access_unit.len() as u64;
         if let Some(segment) = self.segmenter.push(access_unit)
-            && let Err(e) = write_segment(self.staged, &self.dir, &segment, &mut self.out)
+            && let Err(e) = write_segment(self.staged, &segment, &mut self.out)
         {
             self.failure = Some(e);
         }
@@ -83,9 +78,9 @@ pub(crate) fn encode_rendition(
     staged: &StagedTrack,
 ) -> Result<EncodedRendition, IngestError> {
     let info = encoder.info().clone();
+    let files = staged.begin_rendition(&rung.id())?;
     let mut w = RenditionWriter {
         staged,
-        dir: staging_dir_of(&rung),
         segmenter: Segmenter::new(plan, info.frame_length, u64::MAX),
         out: EncodedRendition {
             rung,
@@ -93,7 +88,7 @@ pub(crate) fn encode_rendition(
             segment_sizes: Vec::new(),
             max_access_unit: 0,
             payload_bytes: 0,
-            hasher: blake3::Hasher::new(),
+            files,
             cpu_seconds: 0.0,
         },
         failure: None,
@@ -127,13 +122,12 @@ pub(crate) fn encode_rendition(
     }
     let RenditionWriter {
         staged,
-        dir,
         segmenter,
         mut out,
         ..
     } = w;
     if let Some(last) = segmenter.finish() {
-        write_segment(staged, &dir, &last, &mut out)?;
+        write_segment(staged, &last, &mut out)?;
     }
     out.cpu_seconds = thread_cpu_seconds();
     Ok(out)
@@ -141,25 +135,20 @@ pub(crate) fn encode_rendition(
 
 fn write_segment(
     staged: &StagedTrack,
-    dir: &str,
     segment: &SegmentData,
     out: &mut EncodedRendition,
 ) -> Result<(), IngestError> {
     let bytes = fmp4::write_media_segment(segment)?;
-    out.hasher.update(&bytes);
     out.segment_sizes.push(bytes.len() as u64);
-    staged.write(
-        Path::new(dir).join(RenditionRecord::segment_name(segment.index)),
-        &bytes,
-    )?;
+    staged.put_segment(&mut out.files, segment.index, &bytes)?;
     Ok(())
 }
 
-/// Writes the init segment, names the rendition directory after a hash of its bytes and
-/// returns the record.
+/// Writes the init segment, has the store name the rendition directory after a hash of its
+/// bytes, and returns the record.
 pub(crate) fn finish_rendition(
     staged: &StagedTrack,
-    mut r: EncodedRendition,
+    r: EncodedRendition,
     durations: &[u64],
     gapless: Gapless,
     rate: u32,
@@ -201,18 +190,8 @@ pub(crate) fn finish_rendition(
             sample_peak_dbfs: loudness.sample_peak_dbfs,
         }),
     })?;
-    r.hasher.update(&init);
     let init_len = init.len() as u64;
-    let partial = staging_dir_of(&r.rung);
-    staged.write(Path::new(&partial).join("init.mp4"), &init)?;
-    let dir = format!("{}.{}", r.rung.id(), &r.hasher.finalize().to_hex()[..12]);
-    let from = staged.dir().join(&partial);
-    let to = staged.dir().join(&dir);
-    std::fs::rename(&from, &to).map_err(|source| StoreError::Io {
-        op: "rename rendition directory",
-        path: to,
-        source,
-    })?;
+    let dir = staged.finish_rendition(r.files, &init)?;
     Ok(RenditionRecord {
         id: r.rung.id(),
         dir,
@@ -221,9 +200,9 @@ pub(crate) fn finish_rendition(
         bitrate: r.rung.bitrate,
         average_bandwidth: average,
         peak_bandwidth: peak,
-        init: "init.mp4".into(),
+        init: INIT_SEGMENT_FILE.into(),
         init_bytes: init_len,
-        playlist: "media.m3u8".into(),
+        playlist: MEDIA_PLAYLIST_FILE.into(),
         segment_sizes: r.segment_sizes,
     })
 }

@@ -7,8 +7,9 @@
 //! So each file is decoded, encoded and staged by a child process with an address-space limit
 //! (`RLIMIT_AS`); the parent reads its progress and its result from stdout, line by line, and
 //! turns any abnormal end (a signal, an exit without a result) into an error for that file
-//! alone. The child stages into its own directory named with its pid, which `LibraryLayout`
-//! sweeps once the pid is gone, so a killed worker leaves nothing visible in the library.
+//! alone. The child stages into its own directory, locked for as long as the child lives,
+//! which `LibraryLayout` sweeps once the lock is free, so a killed worker leaves nothing visible
+//! in the library.
 //!
 //! The protocol: the parent passes the whole [`IngestConfig`] as JSON (`--config`, see
 //! [`encode_config`]; the file is an argument of its own, as its name need not be UTF-8). On
@@ -131,7 +132,7 @@ pub fn ingest_in_worker(
             "the ingest worker's result cannot be read: {e}"
         ))),
         _ => {
-            // Died without a verdict: whatever it staged is swept (its pid is gone now).
+            // Died without a verdict: whatever it staged is swept (its lock is free now).
             layout.sweep_staging();
             let tail = tail.into_inner().unwrap_or_else(|p| p.into_inner());
             let stderr = String::from_utf8_lossy(&tail);

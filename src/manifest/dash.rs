@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use super::switching_sets;
 use crate::catalog::{RenditionRecord, TrackRecord};
+use crate::store::layout::{INIT_SEGMENT_FILE, SEGMENT_TEMPLATE};
 
 /// Escapes text for an XML attribute or element.
 fn xml_escape(text: &str) -> String {
@@ -104,7 +105,7 @@ fn write_adaptation_set(
     }
     writeln!(
         s,
-        r#"      <SegmentTemplate timescale="{rate}" initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number$.m4s" startNumber="1">"#
+        r#"      <SegmentTemplate timescale="{rate}" initialization="$RepresentationID$/{INIT_SEGMENT_FILE}" media="$RepresentationID$/{SEGMENT_TEMPLATE}" startNumber="1">"#
     )?;
     writeln!(s, "        <SegmentTimeline>")?;
     let mut t = 0u64;

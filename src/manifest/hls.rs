@@ -47,7 +47,7 @@ pub fn render_master_playlist(track: &TrackRecord) -> String {
 
 /// The target duration: the longest segment rounded up to whole seconds, so no segment is
 /// longer than it (RFC 8216 4.3.3.1 only requires the rounded EXTINF to be within it).
-pub fn target_duration(track: &TrackRecord) -> u64 {
+fn target_duration(track: &TrackRecord) -> u64 {
     let longest = track.segment_durations.iter().copied().max().unwrap_or(0);
     longest.div_ceil(u64::from(track.sample_rate.max(1))).max(1)
 }

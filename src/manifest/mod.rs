@@ -1,6 +1,6 @@
 //! One presentation model -> HLS playlists and the DASH MPD (pure functions).
 //!
-//! The model is the [`TrackRecord`](crate::catalog::TrackRecord): manifests are views of it,
+//! The model is the [`TrackRecord`]: manifests are views of it,
 //! never written by the muxer. Every duration comes from integer sample counts.
 //!
 //! # Switching sets: one AAC profile each

@@ -218,7 +218,7 @@ fn not_found_or(e: io::Error, path: &Path) -> ApiError {
 mod tests {
     use super::*;
 
-    const ID: &str = "abc123";
+    const ID: &str = "00112233445566778899aabb";
     const DIR: &str = "aac-lc-128k.0123456789ab";
 
     fn store(cache_bytes: u64) -> (tempfile::TempDir, Arc<FileStore>) {

@@ -2,16 +2,16 @@
 //!
 //! A media URL is `/media/{track_id}/{path}` and names `tracks/{track_id}/{path}` inside the
 //! library. The router has already percent-decoded both parts once. Only the shapes the ingest
-//! writes are accepted: a track id ([`is_track_id`]), then either a file of the track directory
-//! (`master.m3u8`, `manifest.mpd`, `waveform.json`, `cover.jpg`) or a file of a rendition
-//! directory (`aac-lc-128k.3f9c2e1d07aa/3.m4s`). Every segment must be `[A-Za-z0-9._-]+`, not
-//! start with a dot and carry a known extension, which rules out empty, `.`, `..`, absolute,
+//! writes ([`crate::store::layout`]) are accepted: a track id ([`is_track_id`]), then either a
+//! file of the track directory (`master.m3u8`, `manifest.mpd`, `waveform.json`, `cover.jpg`)
+//! or a file of a rendition directory ([`is_rendition_dir`], `aac-lc-128k.3f9c2e1d07aa/3.m4s`).
+//! Every segment must be `[A-Za-z0-9._-]+`, not start with a dot and carry a known extension, which rules out empty, `.`, `..`, absolute,
 //! backslash, NUL and still-encoded (`%2e%2e`, i.e. double-encoded) segments at once, and
 //! `track.json` (the internal record) is never served. The file store (`files.rs`, which
 //! depends on this module, not the other way) then canonicalizes the path to refuse symlinks
 //! that point out of the track directory.
 
-use crate::store::{TRACK_RECORD_FILE, is_track_id};
+use crate::store::layout::{TRACK_RECORD_FILE, is_rendition_dir, is_track_id};
 
 /// What kind of file a name is, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,19 +141,6 @@ fn is_safe_segment(segment: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A rendition directory name: `<rendition id>.<hex hash>`, e.g. `aac-lc-128k.3f9c2e1d07aa`.
-fn is_rendition_dir(name: &str) -> bool {
-    let Some((id, hash)) = name.rsplit_once('.') else {
-        return false;
-    };
-    !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && (8..=64).contains(&hash.len())
-        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +194,7 @@ mod tests {
             "noext",
             "aac-lc-128k/1.m4s",
             "aac-lc-128k.B75947318374/1.m4s",
+            "aac-lc-128k.b759473183/1.m4s",
             "sub.dir/x/1.m4s",
             "aac-lc-128k.b75947318374/../../x.m4s",
             "aac-lc-128k.b75947318374/track.json.bak",
@@ -216,7 +204,7 @@ mod tests {
             assert_eq!(MediaPath::parse(ID, path), None, "{path:?}");
             assert!(!MediaPath::names_immutable_file(ID, path), "{path:?}");
         }
-        for id in ["..", "ABC", "", "7dea/..", &"a".repeat(65)] {
+        for id in ["..", "ABC", "", "7dea/..", "7dea392de05f", &"a".repeat(25)] {
             assert_eq!(MediaPath::parse(id, "master.m3u8"), None, "{id:?}");
         }
     }

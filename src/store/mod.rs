@@ -1,18 +1,20 @@
-//! Where bytes live: the library directory and its atomic track staging.
+//! Where bytes live: the library directory, its [`layout`] (every name and id format), and the
+//! atomic [`staging`] of tracks.
 //!
-//! A track is written into a private staging directory under `<library>/.staging/` and moved
-//! into `<library>/tracks/<id>` with one `rename(2)` only once every file is complete and synced,
-//! so a reader (or a crash) never sees half a track. Staging directories left behind by a killed
-//! process are swept on the next open.
+//! A track is written into a private staging directory and moved into the library with one
+//! `rename(2)` only once every file is complete and synced, so a reader (or a crash) never
+//! sees half a track. Only this module creates and renames directories of the library.
+//! Staging directories left behind by a killed process are swept on the next open.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-/// File name of the SQLite catalog index at the library root.
-pub const CATALOG_FILE: &str = "catalog.sqlite";
-/// File name of the track record inside a track directory.
-pub const TRACK_RECORD_FILE: &str = "track.json";
+pub mod layout;
+pub mod staging;
+
+pub use layout::{CATALOG_FILE, TRACK_RECORD_FILE, is_track_id};
+pub use staging::{StagedRendition, StagedTrack};
 
 /// Errors of the store layer; none are recoverable by retrying the same call.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,11 @@ impl LibraryLayout {
         Self { root: root.into() }
     }
 
+    /// Creates the library root if missing (and nothing else: for the catalog's database).
+    pub fn create_root(&self) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.root).map_err(io_err("create directory", &self.root))
+    }
+
     /// Creates the library directories if missing and sweeps stale staging directories.
     pub fn create(&self) -> Result<(), StoreError> {
         for dir in [self.root.clone(), self.tracks_dir(), self.staging_dir()] {
@@ -99,7 +106,7 @@ impl LibraryLayout {
 
     /// Directory holding one subdirectory per track.
     pub fn tracks_dir(&self) -> PathBuf {
-        self.root.join("tracks")
+        self.root.join(layout::TRACKS_DIR)
     }
 
     /// Directory of track `id`.
@@ -109,7 +116,7 @@ impl LibraryLayout {
 
     /// Directory holding in-progress tracks.
     pub fn staging_dir(&self) -> PathBuf {
-        self.root.join(".staging")
+        self.root.join(layout::STAGING_DIR)
     }
 
     /// Path of the SQLite catalog index.
@@ -144,168 +151,44 @@ impl LibraryLayout {
         Ok(ids)
     }
 
-    /// Starts staging track `id` in a fresh private directory.
+    /// Starts staging track `id` in a fresh private directory, locked by this process.
     pub fn stage_track(&self, id: &str) -> Result<StagedTrack, StoreError> {
-        let staging = self.staging_dir();
-        fs::create_dir_all(&staging).map_err(io_err("create directory", &staging))?;
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = staging.join(format!("{id}.{}.{nonce:x}", std::process::id()));
-        fs::create_dir(&dir).map_err(io_err("create directory", &dir))?;
-        Ok(StagedTrack {
-            dir,
-            target: self.track_dir(id),
-            id: id.to_string(),
-            committed: false,
-        })
+        StagedTrack::create(&self.staging_dir(), id, self.track_dir(id))
     }
 
-    /// Removes staging directories whose owning process is gone (crash or kill leftovers).
+    /// Removes the staging directories no live process holds (crash or kill leftovers).
     pub fn sweep_staging(&self) {
-        let Ok(entries) = fs::read_dir(self.staging_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(process_alive);
-            if !alive {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
+        staging::sweep(&self.staging_dir());
     }
 }
 
 /// Whether this process may write `path`, as the kernel decides it (`access(2)` with `W_OK`:
 /// a read-only mount gives `EROFS` even to root, unlike the permission bits).
 fn may_write(path: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: access reads the NUL-terminated path we own and changes nothing.
-    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Whether process `pid` is running. A zombie (killed, not yet reaped: in a container whose
-/// init does not reap, it may stay so) has finished writing and counts as gone.
-fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesized command name, which may itself hold ") ".
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    !matches!(state, Some('Z' | 'X') | None)
-}
-
-/// Whether `name` has the shape of a track id (lowercase hex), so stray files are ignored and
-/// an id from a URL can never name a path outside the tracks directory.
-pub fn is_track_id(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// A track being written; removed on drop unless [`StagedTrack::commit`] moved it into place.
-#[derive(Debug)]
-pub struct StagedTrack {
-    dir: PathBuf,
-    target: PathBuf,
-    id: String,
-    committed: bool,
-}
-
-impl StagedTrack {
-    /// The staging directory files are written into.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Writes `bytes` to `relative` inside the staging directory, creating parent directories.
-    pub fn write(&self, relative: impl AsRef<Path>, bytes: &[u8]) -> Result<(), StoreError> {
-        write_file(&self.dir.join(relative), bytes)
-    }
-
-    /// Syncs every file and moves the track into the library in one rename.
-    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
-        sync_tree(&self.dir)?;
-        if self.target.exists() {
-            return Err(StoreError::AlreadyExists(self.id.clone()));
-        }
-        fs::rename(&self.dir, &self.target)
-            .map_err(io_err("move track into place", &self.target))?;
-        if let Some(parent) = self.target.parent() {
-            // Persist the rename itself.
-            let _ = fs::File::open(parent).and_then(|d| d.sync_all());
-        }
-        self.committed = true;
-        Ok(self.target.clone())
-    }
-}
-
-impl Drop for StagedTrack {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Writes a file, creating its parent directories.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
-    }
-    let mut file = fs::File::create(path).map_err(io_err("create file", path))?;
-    file.write_all(bytes).map_err(io_err("write file", path))?;
-    Ok(())
-}
-
-/// Writes a file atomically (temporary file in the same directory, then rename).
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    write_file(&tmp, bytes)?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("sync file", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename file", path))
-}
-
-fn sync_tree(dir: &Path) -> Result<(), StoreError> {
-    for entry in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
-        let entry = entry.map_err(io_err("read directory", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("stat", &path))?;
-        if kind.is_dir() {
-            sync_tree(&path)?;
-        }
-        fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("sync", &path))?;
-    }
-    Ok(())
+    Ok(rustix::fs::access(path, rustix::fs::Access::WRITE_OK)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn uncommitted_stage_leaves_nothing_behind() {
+    const ID: &str = "00112233445566778899aabb";
+
+    fn library() -> (tempfile::TempDir, LibraryLayout) {
         let tmp = tempfile::tempdir().unwrap();
         let layout = LibraryLayout::new(tmp.path());
         layout.create().unwrap();
-        let staged = layout.stage_track("abc123").unwrap();
+        (tmp, layout)
+    }
+
+    fn staging_entries(layout: &LibraryLayout) -> usize {
+        fs::read_dir(layout.staging_dir()).unwrap().count()
+    }
+
+    #[test]
+    fn uncommitted_stage_leaves_nothing_behind() {
+        let (_tmp, layout) = library();
+        let staged = layout.stage_track(ID).unwrap();
         staged.write("a/b.txt", b"x").unwrap();
         let dir = staged.dir().to_path_buf();
         drop(staged);
@@ -315,23 +198,56 @@ mod tests {
 
     #[test]
     fn committed_track_appears_whole() {
-        let tmp = tempfile::tempdir().unwrap();
-        let layout = LibraryLayout::new(tmp.path());
-        layout.create().unwrap();
-        let staged = layout.stage_track("abc123").unwrap();
+        let (_tmp, layout) = library();
+        let staged = layout.stage_track(ID).unwrap();
         staged.write(TRACK_RECORD_FILE, b"{}").unwrap();
         staged.commit().unwrap();
-        assert_eq!(layout.track_ids().unwrap(), vec!["abc123".to_string()]);
-        let again = layout.stage_track("abc123").unwrap();
+        assert_eq!(layout.track_ids().unwrap(), vec![ID.to_string()]);
+        assert_eq!(staging_entries(&layout), 0);
+        let again = layout.stage_track(ID).unwrap();
         again.write(TRACK_RECORD_FILE, b"{}").unwrap();
         assert!(matches!(again.commit(), Err(StoreError::AlreadyExists(_))));
     }
 
     #[test]
-    fn track_ids_reject_path_like_names() {
-        assert!(is_track_id("0123abcdef"));
-        assert!(!is_track_id("../etc"));
-        assert!(!is_track_id(""));
-        assert!(!is_track_id("ABC"));
+    fn rendition_directory_is_named_after_its_bytes() {
+        let (_tmp, layout) = library();
+        let staged = layout.stage_track(ID).unwrap();
+        let mut rendition = staged.begin_rendition("aac-lc-128k").unwrap();
+        staged.put_segment(&mut rendition, 0, b"one").unwrap();
+        staged.put_segment(&mut rendition, 1, b"two").unwrap();
+        let dir = staged.finish_rendition(rendition, b"init").unwrap();
+        let hash = blake3::hash(b"onetwoinit");
+        assert_eq!(dir, layout::rendition_dir("aac-lc-128k", &hash));
+        let files = staged.dir().join(&dir);
+        let names = ["1.m4s", "2.m4s", layout::INIT_SEGMENT_FILE];
+        assert!(names.iter().all(|n| files.join(n).is_file()));
+        assert_eq!(fs::read_dir(staged.dir()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sweep_keeps_locked_staging_and_removes_unlocked() {
+        let (_tmp, layout) = library();
+        let live = layout.stage_track(ID).unwrap();
+        // A leftover named after a running process (ours): a pid check would keep it.
+        let name = layout::staging_name(ID, std::process::id(), u32::MAX);
+        let dead = layout.staging_dir().join(name);
+        fs::create_dir_all(dead.join("aac-lc-128k.partial")).unwrap();
+        layout.sweep_staging();
+        assert!(live.dir().is_dir(), "a live staging directory was swept");
+        assert!(!dead.exists(), "an unlocked staging directory stayed");
+        drop(live);
+        assert_eq!(staging_entries(&layout), 0);
+    }
+
+    #[test]
+    fn track_ids_ignore_other_names() {
+        let (_tmp, layout) = library();
+        for name in [ID, "abc123", "00112233445566778899AABB"] {
+            let dir = layout.track_dir(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(TRACK_RECORD_FILE), b"{}").unwrap();
+        }
+        assert_eq!(layout.track_ids().unwrap(), vec![ID.to_string()]);
     }
 }

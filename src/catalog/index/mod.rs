@@ -14,6 +14,7 @@ use std::{fs, io};
 use rusqlite::TransactionBehavior::Immediate;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params_from_iter};
+use rustix::io::Errno;
 
 use crate::catalog::model::TrackRecord;
 use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
@@ -156,7 +157,7 @@ fn with_os_cause(conn: &Connection, error: CatalogError) -> CatalogError {
         }
         // Not this one; its unix VFS returns it for ENOSPC (or a short write, which is how a
         // full disk ends a write), and no page-count limit is set here.
-        Some(ErrorCode::DiskFull) => Some(io::Error::from_raw_os_error(libc::ENOSPC)),
+        Some(ErrorCode::DiskFull) => Some(Errno::NOSPC.into()),
         _ => None,
     };
     CatalogError::Sqlite { path, source, os }
@@ -174,8 +175,7 @@ impl Catalog {
     }
 
     fn open_with(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
-        let root = layout.root();
-        fs::create_dir_all(root).map_err(io_err("create directory", root))?;
+        layout.create_root()?;
         let corrupt = [ErrorCode::NotADatabase, ErrorCode::DatabaseCorrupt];
         match Self::connect(layout, allow_fts) {
             Err(CatalogError::Sqlite { source, .. })

@@ -1,23 +1,22 @@
 //! Tests of the catalog index against real track directories.
 use super::read_only::sqlite_uri;
 use super::*;
+use crate::catalog::model::test_record;
 
-fn record(id: &str, title: &str, artist: &str, album: &str) -> TrackRecord {
-    serde_json::from_value(serde_json::json!({
-        "version": 1, "id": id, "title": title, "artist": artist, "album": album,
-        "track_number": 1, "year": 1999, "sample_rate": 48000, "channels": 2,
-        "source": { "file_name": "a.flac", "container": "flac", "codec": "flac",
-            "sample_rate": 44100, "channels": 2, "bits_per_sample": 16, "samples": 441000,
-            "bytes": 1234567 },
-        "gapless": { "priming_samples": 2048, "valid_samples": 480000,
-            "padding_samples": 1024 },
-        "loudness": { "integrated_lufs": -14.0, "true_peak_dbtp": -1.0,
-            "loudness_range_lu": 6.0 },
-        "cover": null, "waveform": "waveform.json", "hls_master": "master.m3u8",
-        "dash_mpd": "manifest.mpd", "segment_durations": [96256, 2048], "renditions": [],
-        "packaging": { "ladder": "aac-lc:128k", "segment_seconds": 2.0, "segue_version": "0" }
-    }))
-    .unwrap()
+/// The shared fixture, as track `id(short)` with these tags.
+fn record(short: &str, title: &str, artist: &str, album: &str) -> TrackRecord {
+    TrackRecord {
+        id: id(short),
+        title: title.into(),
+        artist: Some(artist.into()),
+        album: Some(album.into()),
+        ..test_record()
+    }
+}
+
+/// A track id that ends in `short` (track ids have a fixed length).
+fn id(short: &str) -> String {
+    format!("{short:0>24}")
 }
 
 fn library(records: &[TrackRecord]) -> (tempfile::TempDir, LibraryLayout) {
@@ -36,10 +35,14 @@ fn write_dir(layout: &LibraryLayout, id: &str, json: &[u8]) {
     staged.commit().unwrap();
 }
 
-/// The ids of a search page and the total, as `"id id /total"`.
+/// The ids of a search page (without [`id`]'s padding) and the total, as `"id id /total"`.
 fn hits(cat: &Catalog, query: &str, offset: u64, limit: u64) -> String {
     let page = cat.search(query, offset, limit).unwrap();
-    let ids: Vec<String> = page.tracks.into_iter().map(|t| t.id).collect();
+    let ids: Vec<&str> = page
+        .tracks
+        .iter()
+        .map(|t| t.id.trim_start_matches('0'))
+        .collect();
     format!("{} /{}", ids.join(" "), page.total)
 }
 
@@ -48,21 +51,24 @@ fn open_and_reconcile_follow_the_directories() {
     let (_tmp, layout) = library(&[record("a1", "One", "X", "Y"), record("b2", "Two", "X", "Y")]);
     let mut cat = Catalog::open(&layout).unwrap();
     assert_eq!(cat.len().unwrap(), 2);
-    assert_eq!(cat.get("a1").unwrap(), Some(record("a1", "One", "X", "Y")));
-    assert_eq!(cat.get("ff").unwrap(), None);
+    assert_eq!(
+        cat.get(&id("a1")).unwrap(),
+        Some(record("a1", "One", "X", "Y"))
+    );
+    assert_eq!(cat.get(&id("ff")).unwrap(), None);
     let sql = "SELECT title, artist, track_number, duration_samples, sample_rate FROM tracks";
     let row = cat.run(|c| c.query_row(sql, [], |r| <(String, String, u32, i64, u32)>::try_from(r)));
-    assert_eq!(row.unwrap(), ("One".into(), "X".into(), 1, 480_000, 48_000));
-    fs::remove_dir_all(layout.track_dir("a1")).unwrap();
+    assert_eq!(row.unwrap(), ("One".into(), "X".into(), 4, 480_000, 48_000));
+    fs::remove_dir_all(layout.track_dir(&id("a1"))).unwrap();
     let three = record("c3", "Three", "X", "Y");
-    write_dir(&layout, "c3", &serde_json::to_vec(&three).unwrap());
+    write_dir(&layout, &id("c3"), &serde_json::to_vec(&three).unwrap());
     let report = cat.reconcile().unwrap();
     assert_eq!(
         (report.added, report.removed, report.unreadable.len()),
         (1, 1, 0)
     );
     assert_eq!(
-        (cat.get("a1").unwrap(), hits(&cat, "thr", 0, 9)),
+        (cat.get(&id("a1")).unwrap(), hits(&cat, "thr", 0, 9)),
         (None, "c3 /1".into())
     );
     assert_eq!(cat.reconcile().unwrap(), ReconcileReport::default());
@@ -79,21 +85,23 @@ fn unreadable_track_json_is_reported_and_skipped() {
         record("a1", "One", "X", "Y"),
         record("cc", "Moved", "X", "Y"),
     ]);
-    write_dir(&layout, "b2", b"{ not json");
-    fs::rename(layout.track_dir("cc"), layout.track_dir("c3")).unwrap();
+    write_dir(&layout, &id("b2"), b"{ not json");
+    fs::rename(layout.track_dir(&id("cc")), layout.track_dir(&id("c3"))).unwrap();
     let mut cat = Catalog::open(&layout).unwrap();
     assert_eq!(cat.len().unwrap(), 1);
-    assert_eq!(cat.reconcile().unwrap().unreadable, ["b2", "c3"]);
+    assert_eq!(cat.reconcile().unwrap().unreadable, [id("b2"), id("c3")]);
     // A stored row that no longer parses fails the reads that meet it; reconcile repairs it.
     let corrupt_row = |c: &Connection| c.execute("UPDATE tracks SET record_json = '{}'", []);
     cat.run(corrupt_row).unwrap();
-    assert!(matches!(cat.get("a1"), Err(CatalogError::BadRecord { id, .. }) if id == "a1"));
+    assert!(
+        matches!(cat.get(&id("a1")), Err(CatalogError::BadRecord { id: bad, .. }) if bad == id("a1"))
+    );
     assert!(matches!(
         cat.search("", 0, 9),
         Err(CatalogError::BadRecord { .. })
     ));
     assert_eq!(cat.reconcile().unwrap().added, 1);
-    assert!(cat.get("a1").unwrap().is_some());
+    assert!(cat.get(&id("a1")).unwrap().is_some());
 }
 
 #[test]
@@ -147,7 +155,7 @@ fn reader_sees_writer_upsert() {
     assert_eq!(reader.len().unwrap(), 0);
     let mut r = record("a1", "Fresh", "New", "Album");
     writer.upsert(&r).unwrap();
-    assert_eq!(reader.get("a1").unwrap(), Some(r.clone()));
+    assert_eq!(reader.get(&id("a1")).unwrap(), Some(r.clone()));
     assert_eq!(hits(&reader, "fre", 0, 9), "a1 /1");
     r.title = "Renamed".into();
     writer.upsert(&r).unwrap();
@@ -166,13 +174,13 @@ fn read_only_open_finds_a_database_whatever_its_path() {
     layout.create().unwrap();
     write_dir(
         &layout,
-        "a1",
+        &id("a1"),
         &serde_json::to_vec(&record("a1", "One", "X", "Y")).unwrap(),
     );
     drop(Catalog::open(&layout).unwrap());
     let read = Catalog::connect_read_only(&layout).unwrap().unwrap();
     assert_eq!(hits(&read, "one", 0, 9), "a1 /1");
-    assert!(read.lists_exactly(&["a1".to_string()]).unwrap());
+    assert!(read.lists_exactly(&[id("a1")]).unwrap());
     assert!(!read.lists_exactly(&[]).unwrap());
     let uri = sqlite_uri(Path::new("rel/a b?#%.sqlite")).unwrap();
     assert!(uri.starts_with("file:///") && uri.ends_with("/rel/a%20b%3F%23%25.sqlite"));
