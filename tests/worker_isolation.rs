@@ -167,16 +167,26 @@ fn kill_9_at_any_moment_leaves_a_consistent_library_and_the_rerun_completes() {
     let whole = started.elapsed();
     let mut kills = 0;
     for step in 0..12u32 {
-        wipe();
-        let mut child = run().spawn().unwrap();
-        std::thread::sleep(whole * step / 15);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
+        // A run that ends before its kill point (a loaded machine makes runs uneven) is
+        // repeated with half the delay, so every step kills a run in progress.
+        let mut delay = whole * step / 15;
+        for _attempt in 0..4 {
+            wipe();
+            let mut child = run().spawn().unwrap();
+            std::thread::sleep(delay);
+            let running = child.try_wait().unwrap().is_none();
+            if running {
+                child.kill().unwrap(); // SIGKILL
+            }
+            child.wait().unwrap();
+            if running {
+                kills += 1;
+                break;
+            }
+            delay /= 2;
         }
-        child.wait().unwrap();
-        // Workers die with their parent (PR_SET_PDEATHSIG); their staging is swept once their
-        // pids are gone.
+        // Workers die with their parent (PR_SET_PDEATHSIG); their staging is swept once the
+        // kernel has released their locks.
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && !entries(&lib.layout().staging_dir()).is_empty() {
             lib.layout().create().unwrap();
@@ -193,7 +203,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_library_and_the_rerun_completes() {
     eprintln!(
         "{kills} kills mid-ingest (whole run {whole:?}); consistent and completed after each"
     );
-    assert!(kills >= 8, "only {kills} of 12 kills landed mid-run");
+    assert!(kills >= 10, "only {kills} of 12 kills landed mid-run");
     assert_eq!(assert_consistent(&lib).len(), 3);
 }
 
