@@ -2,21 +2,28 @@
 //!
 //! # Layout
 //!
-//! The modules follow the data, top to bottom:
+//! The modules follow the data, top to bottom; every import points down this list or within a
+//! module's own subtree (`tests/architecture.rs` checks that no two modules import each other):
 //!
-//! - [`cli`] raw command-line flags, and [`config`] the validated settings built from them.
+//! - [`cli`] raw command-line flags, and [`config`] the validated settings built from them
+//!   (`TryFrom` the flags; [`config::ladder`] the ABR ladder, [`config::serve`] the origin's
+//!   settings). An [`config::IngestConfig`] crosses the worker-process boundary whole.
 //! - [`units`] time as integer ticks of an explicit timescale; every rescaling lives there.
 //! - [`ingest`] audio file -> packaged track, one module per stage:
-//!   [`ingest::decode`] (symphonia: file -> PCM), [`ingest::resample`] (PCM -> PCM at the output
-//!   rate), [`ingest::analyze`] (loudness, waveform), [`ingest::encode`] (PCM -> AAC access
-//!   units), [`ingest::segment`] (access units -> aligned segments), [`ingest::fmp4`]
-//!   (segments -> CMAF bytes); [`ingest::pipeline`] runs them for one file and
-//!   [`ingest::batch`] for many.
+//!   [`ingest::decode`] (symphonia, fdk-aac, libopus: file -> PCM), [`ingest::resample`]
+//!   (PCM -> PCM at the output rate), [`ingest::analyze`] (loudness, waveform),
+//!   [`ingest::encode`] (PCM -> AAC access units), [`ingest::segment`] (access units -> aligned
+//!   segments), [`ingest::fmp4`] (segments -> CMAF bytes); [`ingest::pipeline`] runs them for
+//!   one file (its streaming part fans out to a thread per rendition), [`ingest::worker`] in a
+//!   child process, [`ingest::batch`] for many files. [`ingest::error`] is what every stage
+//!   reports, with a stable kind.
 //! - [`manifest`] one presentation model -> HLS playlists and the DASH MPD (pure functions).
 //! - [`catalog`] the track record (`track.json`, the truth) and its SQLite index.
-//! - [`store`] the library directory: layout and atomic staging of tracks.
+//! - [`store`] where bytes live: [`store::layout`] names every file and id format (the one
+//!   source for them), [`store::staging`] writes a track atomically, its liveness held by a lock.
 //! - [`report`] how `segue ingest` reports progress and results (terminal bars, JSON lines).
-//! - [`server`] the origin server (`segue serve`): media files, catalog JSON, metrics over HTTP.
+//! - [`server`] the origin server (`segue serve`): media files, catalog JSON and prefetch hints
+//!   (shapes in [`server::view`]), the WebSocket control channel, metrics, the player page.
 #![warn(missing_docs)]
 
 pub mod catalog;

@@ -1,6 +1,6 @@
 //! One file through every stage: decode once, resample once, then analyze and encode every
 //! rendition in parallel threads, streaming (memory does not grow with track length; see
-//! [`super::fanout`]); then the track's files are staged and committed at once.
+//! `fanout`); then the track's files are staged and committed at once.
 //!
 //! Priming alignment: each encoder has its own delay `d_r` (AAC-LC and HE-AAC differ). Every
 //! rendition gets `P - d_r` samples of silence ahead of the source, where `P` is the largest
