@@ -217,8 +217,10 @@ impl Sent {
 /// that follows (the same effect as nginx's `tcp_nopush`, per call). `MSG_NOSIGNAL`: a peer
 /// that has gone is an `EPIPE` error, not a signal that kills the server.
 fn send_more(socket: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // The kernel refuses more than UIO_MAXIOV buffers in one call; the rest go in the next.
-    let bufs = &bufs[..bufs.len().min(libc::UIO_MAXIOV as usize)];
+    // The kernel refuses more than UIO_MAXIOV (1024 on Linux, include/uapi/linux/uio.h)
+    // buffers in one call; the rest go in the next.
+    const UIO_MAXIOV: usize = 1024;
+    let bufs = &bufs[..bufs.len().min(UIO_MAXIOV)];
     let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
     Ok(rustix::net::sendmsg(
         socket,
