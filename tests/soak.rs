@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TempLibrary, ingest_json, make_input};
-use process::{Probe, ServeProcess, scan_log};
+use common::{ServeCommand, TempLibrary, ingest_json, make_input};
+use process::{Probe, scan_log};
 use shared::{Shared, Tally, lock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -87,8 +87,11 @@ async fn a_long_mixed_load_gets_no_5xx_no_warning_and_leaves_fds_and_memory_flat
     }
     let cache_mib = CACHE_MIB.to_string();
     let log = lib.dir.path().join("serve.log");
-    let mut server = ServeProcess::start(&library, &log, &["--cache-mib", &cache_mib]);
-    let (addr, probe) = (server.addr, server.probe());
+    let mut server = serve_command(&library)
+        .args(&["--cache-mib", &cache_mib])
+        .log_to(&log)
+        .start();
+    let (addr, probe) = (server.addr, Probe(server.pid()));
     let shared = Shared::new(http::list_tracks(addr).await.unwrap());
 
     let (connected, watching) = oneshot::channel();
@@ -170,6 +173,16 @@ async fn a_long_mixed_load_gets_no_5xx_no_warning_and_leaves_fds_and_memory_flat
             problems.join("\n"),
             kept.join("serve.log").display()
         );
+    }
+}
+
+/// `segue serve` on `library`: `SEGUE_SOAK_BIN` if set (another build, a release one or a
+/// branch, soaked against the same checks), else the built one.
+fn serve_command(library: &Path) -> ServeCommand {
+    let command = ServeCommand::new(library);
+    match std::env::var_os("SEGUE_SOAK_BIN") {
+        Some(program) => command.program(PathBuf::from(program)),
+        None => command,
     }
 }
 

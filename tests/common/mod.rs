@@ -1,6 +1,12 @@
 //! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
-//! music-like signal), a temp library, and ffmpeg/ffprobe wrappers.
+//! music-like signal), a temp library, ffmpeg/ffprobe wrappers, and `segue serve` as a child
+//! process ([`serve`]).
 #![allow(dead_code)]
+
+pub mod serve;
+
+#[allow(unused_imports)] // each test binary uses some of these
+pub use serve::{ServeCommand, ServeProcess};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
