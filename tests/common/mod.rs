@@ -1,8 +1,9 @@
 //! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
-//! music-like signal), a temp library, ffmpeg/ffprobe wrappers, and `segue serve` as a child
-//! process ([`serve`]).
+//! music-like signal), a temp library, ffmpeg/ffprobe wrappers, our fMP4 decoded strictly
+//! with mp4-atom ([`fmp4`]), and `segue serve` as a child process ([`serve`]).
 #![allow(dead_code)]
 
+pub mod fmp4;
 pub mod serve;
 
 #[allow(unused_imports)] // each test binary uses some of these
