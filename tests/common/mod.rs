@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 pub mod fmp4;
+mod record;
 pub mod serve;
 
+#[allow(unused_imports)] // each test binary uses some of these
+pub use record::test_record;
 #[allow(unused_imports)] // each test binary uses some of these
 pub use serve::{ServeCommand, ServeProcess};
 
@@ -13,7 +16,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use segue::catalog::TrackRecord;
+// What `record` names unqualified (it is shared with the crate's unit tests).
+use segue::catalog::{
+    Gapless, Loudness, PackagingRecord, RenditionRecord, SourceRecord, TRACK_RECORD_VERSION,
+    TrackRecord,
+};
 use segue::store::{LibraryLayout, TRACK_RECORD_FILE};
 
 /// A music-like test signal (three tones with tremolo plus a sweep), `seconds` long, as an
@@ -183,9 +190,7 @@ pub fn concat_rendition(track_dir: &Path, record: &TrackRecord, rendition: usize
     let dir = track_dir.join(&r.dir);
     let mut bytes = std::fs::read(dir.join(&r.init)).unwrap();
     for i in 0..record.segment_durations.len() {
-        bytes.extend(
-            std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap(),
-        );
+        bytes.extend(std::fs::read(dir.join(RenditionRecord::segment_name(i))).unwrap());
     }
     std::fs::write(out, bytes).unwrap();
 }
@@ -344,7 +349,7 @@ pub fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
             assert_eq!(size(&r.init), Some(r.init_bytes), "{id}: {}", r.init);
             assert!(size(&r.playlist).is_some(), "{id}: {} missing", r.playlist);
             for (i, &bytes) in r.segment_sizes.iter().enumerate() {
-                let name = segue::catalog::RenditionRecord::segment_name(i);
+                let name = RenditionRecord::segment_name(i);
                 assert_eq!(size(&name), Some(bytes), "{id}: {}/{name}", r.dir);
             }
         }
