@@ -39,7 +39,10 @@ fn check_gapless(rate: u32, seconds: f64) {
         assert_eq!(edit_duration, record.gapless.valid_samples);
         // mp4-atom, strictly, reads the same single edit.
         let strict = strict_init(&init, &r.id);
-        let elst = strict.moov.trak[0].edts.as_ref().and_then(|e| e.elst.as_ref());
+        let elst = strict.moov.trak[0]
+            .edts
+            .as_ref()
+            .and_then(|e| e.elst.as_ref());
         let edits: Vec<_> = elst
             .unwrap()
             .entries

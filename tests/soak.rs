@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ServeCommand, TempLibrary, ingest_json, make_input};
+use common::{ServeCommand, TempLibrary, ingest_json, make_input, make_wav};
 use process::{Probe, scan_log};
 use shared::{Shared, Tally, lock};
 use tokio::sync::oneshot;
@@ -233,7 +233,7 @@ async fn ingest_one(
         // The duration makes every file's bytes, and so its track id, new.
         let seconds = 2.0 + f64::from(n) / 100.0;
         let name = format!("late-{n}.wav");
-        let input = make_input(&inputs, &name, 44_100, seconds, 2, &["-c:a", "pcm_s16le"]);
+        let input = make_wav(&inputs, &name, 44_100, seconds);
         let report = ingest_json(&library, &[], &[&input]);
         let _ = std::fs::remove_file(&input);
         report

@@ -79,6 +79,11 @@ pub fn make_input(
     path
 }
 
+/// Makes a stereo 16-bit WAV of the test signal (the plainest input: what most tests ingest).
+pub fn make_wav(dir: &Path, name: &str, rate: u32, seconds: f64) -> PathBuf {
+    make_input(dir, name, rate, seconds, 2, &["-c:a", "pcm_s16le"])
+}
+
 fn pan_rest(channels: u32) -> String {
     (1..channels).map(|c| format!("|c{c}=c{}", c % 2)).collect()
 }
@@ -227,19 +232,20 @@ pub fn ingest_generated_wav(
     seconds: f64,
 ) -> (TempLibrary, PathBuf, String, TrackRecord) {
     let lib = TempLibrary::new();
-    let input = make_input(
-        &lib.inputs(),
-        "song.wav",
-        rate,
-        seconds,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
-    let (code, lines) = ingest_json(&lib.library(), &[], &[&input]);
-    assert_eq!(code, 0, "{lines:?}");
-    let id = lines[0]["id"].as_str().unwrap().to_string();
+    let input = make_wav(&lib.inputs(), "song.wav", rate, seconds);
+    let id = ingest_one(&lib.library(), &input);
     let record = lib.record(&id);
     (lib, input, id, record)
+}
+
+/// Ingests `input` with the CLI into `library`, which must succeed; returns the track id.
+pub fn ingest_one(library: &Path, input: &Path) -> String {
+    let (code, lines) = ingest_json(library, &[], &[input]);
+    assert_eq!(code, 0, "ingest {} failed: {lines:?}", input.display());
+    lines[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no track id in {lines:?}"))
+        .to_string()
 }
 
 /// A batch observer that says nothing, for tests that call `ingest_batch` directly.

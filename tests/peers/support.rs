@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, kill_process_group};
 
 pub use crate::common::RawResponse as Response;
-use crate::common::{TempLibrary, ingest_json, make_input};
+use crate::common::{TempLibrary, ingest_one, make_input};
 
 /// The peers' own files (page, node script, nginx templates).
 pub fn peers_dir() -> PathBuf {
@@ -93,9 +93,7 @@ impl Library {
             2,
             &["-c:a", "flac"],
         );
-        let (code, lines) = ingest_json(&temp.library(), &[], &[&input]);
-        assert_eq!(code, 0, "ingest failed: {lines:?}");
-        let track_id = lines[0]["id"].as_str().expect("track id").to_string();
+        let track_id = ingest_one(&temp.library(), &input);
         Library { temp, track_id }
     }
 
@@ -249,6 +247,29 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind 127.0.0.1:0")
+}
+
+/// Runs the node script `script` (in tests/peers) with `flags` (`--name value` pairs), bounded
+/// by `limit`: it must exit 0 and print one JSON document on stdout, which is returned.
+pub fn run_node_json(script: &str, flags: &[(&str, &str)], limit: Duration) -> serde_json::Value {
+    let mut node = Command::new("node");
+    node.current_dir(peers_dir()).arg(script);
+    for (name, value) in flags {
+        node.args([name, value]);
+    }
+    let out = run_bounded(node, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stderr}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Runs `cmd` to completion with captured output; after `limit` kills its whole process group

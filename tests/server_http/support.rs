@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::common::RawResponse as Resp;
-use crate::common::{QuietObserver, ServeCommand, ServeProcess, TempLibrary, make_input};
+use crate::common::{QuietObserver, ServeCommand, ServeProcess, TempLibrary, make_wav};
 
 /// Length of the generated test track, in seconds.
 pub const SECONDS: f64 = 3.0;
@@ -28,14 +28,7 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Generates a `seconds`-long 48 kHz WAV named `name` and ingests it into `lib`; returns its id.
 pub fn ingest(lib: &TempLibrary, name: &str, seconds: f64) -> String {
-    let input = make_input(
-        &lib.inputs(),
-        name,
-        48_000,
-        seconds,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
+    let input = make_wav(&lib.inputs(), name, 48_000, seconds);
     let config =
         IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
     let reports = ingest_batch(&[input], &config, &QuietObserver).unwrap();
