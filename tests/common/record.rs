@@ -2,9 +2,9 @@
 //! four segments, with a title that needs escaping in every manifest format and bandwidths that
 //! are not round numbers. The golden manifests (tests/golden/) are rendered from it.
 //!
-//! It names the catalog types unqualified (`use super::*`), so the crate's own unit tests can
-//! share it too: `#[cfg(test)] #[path = "../../tests/common/record.rs"] mod record;` in
-//! src/catalog/model.rs, where those types are defined.
+//! It names the catalog types unqualified (`use super::*`), so the crate's own unit tests share
+//! it too: src/catalog/model.rs, where those types are defined, includes this file with
+//! `#[path]` as its `test_record`.
 
 use super::*;
 
