@@ -31,18 +31,25 @@ pub fn signal(rate: u32, seconds: f64) -> String {
     )
 }
 
-/// Runs ffmpeg with `args` (quiet, overwrite), panicking with its stderr on failure.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+/// Runs `program` (ffmpeg, ffprobe) quietly with `args`; panics with its stderr unless it
+/// exits 0. Returns its stdout.
+pub fn run_tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(["-hide_banner", "-loglevel", "error"])
         .args(args)
         .output()
-        .expect("ffmpeg is installed (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("{program} is installed (.ci/run installs it): {e}"));
     assert!(
         out.status.success(),
-        "ffmpeg {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// Runs ffmpeg with `args` (quiet, overwrite), panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    run_tool("ffmpeg", &[&["-nostdin", "-y"], args].concat());
 }
 
 /// Makes an input file from the test signal: `codec_args` are ffmpeg output options.
@@ -172,18 +179,8 @@ pub fn decode_f32(pre: &[&str], input: &str) -> Vec<f32> {
 
 /// Like [`decode_f32`], through the audio filter graph `filter`.
 pub fn decode_f32_filtered(pre: &[&str], input: &str, filter: &str) -> Vec<f32> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(pre)
-        .args(["-i", input, "-af", filter, "-f", "f32le", "-ac", "2", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg decode {input}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let output = ["-i", input, "-af", filter, "-f", "f32le", "-ac", "2", "-"];
+    run_tool("ffmpeg", &[&["-nostdin"], pre, &output].concat())
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()

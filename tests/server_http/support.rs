@@ -159,6 +159,14 @@ impl Running {
         send(self.addr, "GET", target, headers).await
     }
 
+    /// The ETag of a plain GET of `target` (which must carry one).
+    pub async fn etag(&self, target: &str) -> String {
+        let resp = self.get(target, &[]).await;
+        let etag = resp.header("etag");
+        etag.unwrap_or_else(|| panic!("{target}: no ETag"))
+            .to_string()
+    }
+
     /// The `/metrics` text once `series` has reached `at_least`, or after about 5 s (the caller
     /// then asserts on what it got). Counters that move after the bytes are on the wire (bytes
     /// sent from files) or after a read the client cannot see (WebSocket messages) may lag the
