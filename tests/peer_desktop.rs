@@ -395,8 +395,7 @@ impl PlayerDir {
 /// `program` as a command with HOME at `home`, run as user `nobody` when the test runs as root
 /// (VLC refuses to run as root), as the current user otherwise.
 fn as_non_root(program: &str, home: &Path) -> Command {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         // runuser sets HOME to nobody's (/nonexistent); env sets it back to a writable dir.
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "nobody", "--", "env"])
