@@ -60,18 +60,8 @@ fn same_input_gives_byte_identical_tracks_and_reingest_is_a_noop() {
 
 #[test]
 fn rendition_directories_are_named_by_their_content() {
-    let a = TempLibrary::new();
-    let input = make_input(
-        &a.inputs(),
-        "song.wav",
-        48_000,
-        2.0,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
-    let (_, lines) = ingest_json(&a.library(), &[], &[&input]);
-    let id = lines[0]["id"].as_str().unwrap();
-    let record = a.record(id);
+    let (a, _, id, record) = ingest_generated_wav(48_000, 2.0);
+    let id = id.as_str();
     for r in &record.renditions {
         let dir = a.layout().track_dir(id).join(&r.dir);
         let mut hasher = blake3::Hasher::new();

@@ -6,9 +6,11 @@
 //! gets pts = -media_time) but neither drops the priming nor cuts at the edit's end. So the
 //! test reads the edit list with an independent parser (mp4parse) and has ffmpeg keep exactly
 //! the edit's span, [0, segment_duration), with `-copyts` and `atrim` on those timestamps.
+//! mp4-atom, in strict mode, must read the same edit.
 
 mod common;
 
+use common::fmp4::strict_init;
 use common::*;
 
 #[test]
@@ -30,11 +32,24 @@ fn check_gapless(rate: u32, seconds: f64) {
         let file = lib.dir.path().join(format!("{}.mp4", r.id));
         concat_rendition(&track_dir, &record, i, &file);
         let init = std::fs::read(track_dir.join(&r.dir).join(&r.init)).unwrap();
-        let ctx = mp4parse::read_mp4(&mut std::io::Cursor::new(init)).unwrap();
+        let ctx = mp4parse::read_mp4(&mut std::io::Cursor::new(&init)).unwrap();
         let edit_start = ctx.tracks[0].media_time.unwrap().0;
         let edit_duration = ctx.tracks[0].edited_duration.unwrap().0;
         assert_eq!(edit_start, record.gapless.priming_samples);
         assert_eq!(edit_duration, record.gapless.valid_samples);
+        // mp4-atom, strictly, reads the same single edit.
+        let strict = strict_init(&init, &r.id);
+        let elst = strict.moov.trak[0]
+            .edts
+            .as_ref()
+            .and_then(|e| e.elst.as_ref());
+        let edits: Vec<_> = elst
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| (e.media_time, e.segment_duration))
+            .collect();
+        assert_eq!(edits, [(Some(edit_start), edit_duration)], "{}", r.id);
         let decoded = decode_f32_filtered(
             &["-copyts"],
             &file.to_string_lossy(),

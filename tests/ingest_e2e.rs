@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::*;
 use segue::catalog::RenditionRecord;
@@ -132,17 +131,7 @@ fn ffmpeg_sample_count(input: &str) -> usize {
 }
 
 fn ffprobe_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("ffprobe")
-        .args(["-hide_banner", "-loglevel", "error", "-of", "json"])
-        .args(args)
-        .output()
-        .expect("ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&run_tool("ffprobe", &[&["-of", "json"], args].concat())).unwrap()
 }
 
 #[test]

@@ -21,13 +21,10 @@ use compare::*;
 /// Writes `dir/name` with ffmpeg from `args` (split on whitespace).
 fn ffmpeg(dir: &Path, name: &str, args: &str) -> PathBuf {
     let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-nostdin"])
-        .args(args.split_whitespace())
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ffmpeg made no {name}");
+    let out = path.to_string_lossy();
+    let mut argv: Vec<&str> = args.split_whitespace().collect();
+    argv.push(&out);
+    common::ffmpeg(&argv);
     path
 }
 

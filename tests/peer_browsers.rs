@@ -15,7 +15,6 @@ mod common;
 #[path = "peers/support.rs"]
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use segue::server::signing::Signer;
@@ -165,27 +164,21 @@ fn run_players(track: &TrackUrls, case_timeout_ms: u64) -> serde_json::Value {
         .iter()
         .map(|(p, proto)| format!("{p}:{proto}"))
         .collect();
-    let mut node = Command::new("node");
-    node.current_dir(peers_dir())
-        .arg("players.mjs")
-        .args(["--hls", &track.hls, "--dash", &track.dash])
-        .args(["--low", &track.low_dir, "--high", &track.high_dir])
-        .args(["--hls-low", &hls_low_dir(track)])
-        .args(["--cases", &cases.join(",")])
-        .args(["--case-timeout-ms", &case_timeout_ms.to_string()]);
-    let out = run_bounded(node, RUN_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "players.mjs failed ({}):\n{stderr}",
-        out.status
+    let (hls_low, cases, timeout) = (
+        hls_low_dir(track),
+        cases.join(","),
+        case_timeout_ms.to_string(),
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "players.mjs printed no JSON summary ({e}):\n{}\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let flags = [
+        ("--hls", track.hls.as_str()),
+        ("--dash", &track.dash),
+        ("--low", &track.low_dir),
+        ("--high", &track.high_dir),
+        ("--hls-low", &hls_low),
+        ("--cases", &cases),
+        ("--case-timeout-ms", &timeout),
+    ];
+    run_node_json("players.mjs", &flags, RUN_LIMIT)
 }
 
 /// The rendition directory of the master playlist's first variant (its lowest bitrate): the

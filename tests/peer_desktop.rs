@@ -277,24 +277,9 @@ fn chromium_plays_the_master_playlist_natively_to_the_end() {
     let (library, server, timeline) = serve_track(TRACK_SECONDS);
     let rate = library.temp.record(&library.track_id).sample_rate;
     let urls = server.track(&library.track_id);
-    let mut node = Command::new("node");
-    node.current_dir(peers_dir())
-        .arg("native_hls.mjs")
-        .args(["--src", &urls.hls])
-        .args(["--timeout-ms", &NATIVE_HLS_TIMEOUT_MS.to_string()]);
-    let run = run_bounded(node, PLAYER_LIMIT);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "native_hls.mjs failed ({}):\n{stderr}",
-        run.status
-    );
-    let result: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "native_hls.mjs printed no JSON ({e}):\n{}\n{stderr}",
-            String::from_utf8_lossy(&run.stdout)
-        )
-    });
+    let timeout = NATIVE_HLS_TIMEOUT_MS.to_string();
+    let flags = [("--src", urls.hls.as_str()), ("--timeout-ms", &timeout)];
+    let result = run_node_json("native_hls.mjs", &flags, PLAYER_LIMIT);
     let timeline_s = timeline as f64 / f64::from(rate);
     let duration = result["duration"].as_f64().unwrap_or(f64::NAN);
     let ended_at = result["ended_at"].as_f64().unwrap_or(f64::NAN);
@@ -410,8 +395,7 @@ impl PlayerDir {
 /// `program` as a command with HOME at `home`, run as user `nobody` when the test runs as root
 /// (VLC refuses to run as root), as the current user otherwise.
 fn as_non_root(program: &str, home: &Path) -> Command {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         // runuser sets HOME to nobody's (/nonexistent); env sets it back to a writable dir.
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "nobody", "--", "env"])

@@ -36,8 +36,7 @@ impl Nginx {
     fn start(upstream: &str) -> Nginx {
         let template = std::fs::read_to_string(peers_dir().join("nginx-cache.conf"))
             .expect("tests/peers/nginx-cache.conf");
-        // SAFETY: geteuid(2) has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = rustix::process::geteuid().is_root();
         let mut last_error = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -102,8 +101,8 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM: fast shutdown; the master stops its worker before exiting.
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

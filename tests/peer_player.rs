@@ -20,11 +20,9 @@ mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use common::{TempLibrary, ffmpeg, ingest_json, make_input};
-use serde_json::Value;
+use common::{TempLibrary, ffmpeg, ingest_json, make_input, make_wav};
 use support::*;
 
 /// The track of the cold, warm, hls.js and two-tab cases: long enough for a pause, a resume,
@@ -67,14 +65,7 @@ impl PlayerLibrary {
             &["-metadata", "title=Start", "-c:a", "flac"],
         );
         let whole_seconds = (2 * ALBUM_TRACK_SAMPLES) as f64 / f64::from(RATE);
-        let whole = make_input(
-            &inputs,
-            "album.wav",
-            RATE,
-            whole_seconds,
-            2,
-            &["-c:a", "pcm_s16le"],
-        );
+        let whole = make_wav(&inputs, "album.wav", RATE, whole_seconds);
         let halves = [
             (
                 "one.flac",
@@ -146,26 +137,19 @@ fn player_page_starts_on_click_plays_gapless_albums_and_obeys_other_tabs() {
     let library = PlayerLibrary::generate();
     let server = Server::start(&library.temp.library(), &[]);
 
-    let mut node = Command::new("node");
-    node.current_dir(peers_dir())
-        .arg("fast_start.mjs")
-        .args(["--origin", &server.origin, "--track", &library.start])
-        .args(["--album", &library.album.join(",")])
-        .args(["--cases", &CASES.join(",")])
-        .args(["--case-timeout-ms", &CASE_TIMEOUT_MS.to_string()]);
-    let out = run_bounded(node, RUN_LIMIT);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "fast_start.mjs failed ({}):\n{stderr}",
-        out.status
+    let (album, cases, timeout) = (
+        library.album.join(","),
+        CASES.join(","),
+        CASE_TIMEOUT_MS.to_string(),
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "fast_start.mjs printed no JSON summary ({e}):\n{}\n{stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let flags = [
+        ("--origin", server.origin.as_str()),
+        ("--track", &library.start),
+        ("--album", &album),
+        ("--cases", &cases),
+        ("--case-timeout-ms", &timeout),
+    ];
+    let summary = run_node_json("fast_start.mjs", &flags, RUN_LIMIT);
     let json_path = target_dir().join("fast-start.json");
     std::fs::write(
         &json_path,

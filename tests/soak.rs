@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TempLibrary, ingest_json, make_input};
-use process::{Probe, ServeProcess, scan_log};
+use common::{ServeCommand, TempLibrary, ingest_json, make_input, make_wav};
+use process::{Probe, scan_log};
 use shared::{Shared, Tally, lock};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -87,8 +87,11 @@ async fn a_long_mixed_load_gets_no_5xx_no_warning_and_leaves_fds_and_memory_flat
     }
     let cache_mib = CACHE_MIB.to_string();
     let log = lib.dir.path().join("serve.log");
-    let mut server = ServeProcess::start(&library, &log, &["--cache-mib", &cache_mib]);
-    let (addr, probe) = (server.addr, server.probe());
+    let mut server = serve_command(&library)
+        .args(&["--cache-mib", &cache_mib])
+        .log_to(&log)
+        .start();
+    let (addr, probe) = (server.addr, Probe(server.pid()));
     let shared = Shared::new(http::list_tracks(addr).await.unwrap());
 
     let (connected, watching) = oneshot::channel();
@@ -173,6 +176,16 @@ async fn a_long_mixed_load_gets_no_5xx_no_warning_and_leaves_fds_and_memory_flat
     }
 }
 
+/// `segue serve` on `library`: `SEGUE_SOAK_BIN` if set (another build, a release one or a
+/// branch, soaked against the same checks), else the built one.
+fn serve_command(library: &Path) -> ServeCommand {
+    let command = ServeCommand::new(library);
+    match std::env::var_os("SEGUE_SOAK_BIN") {
+        Some(program) => command.program(PathBuf::from(program)),
+        None => command,
+    }
+}
+
 /// Six tracks of 8 to 10.5 s (FLAC, 48 and 44.1 kHz), ingested with the CLI.
 fn initial_library(library: &Path, inputs: &Path) {
     let files: Vec<PathBuf> = (0..6u32)
@@ -220,7 +233,7 @@ async fn ingest_one(
         // The duration makes every file's bytes, and so its track id, new.
         let seconds = 2.0 + f64::from(n) / 100.0;
         let name = format!("late-{n}.wav");
-        let input = make_input(&inputs, &name, 44_100, seconds, 2, &["-c:a", "pcm_s16le"]);
+        let input = make_wav(&inputs, &name, 44_100, seconds);
         let report = ingest_json(&library, &[], &[&input]);
         let _ = std::fs::remove_file(&input);
         report

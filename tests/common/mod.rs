@@ -1,12 +1,26 @@
 //! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
-//! music-like signal), a temp library, and ffmpeg/ffprobe wrappers.
+//! music-like signal), a temp library, ffmpeg/ffprobe wrappers, our fMP4 decoded strictly
+//! with mp4-atom ([`fmp4`]), and `segue serve` as a child process ([`serve`]).
 #![allow(dead_code)]
+
+pub mod fmp4;
+mod record;
+pub mod serve;
+
+#[allow(unused_imports)] // each test binary uses some of these
+pub use record::test_record;
+#[allow(unused_imports)] // each test binary uses some of these
+pub use serve::{ServeCommand, ServeProcess};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use segue::catalog::TrackRecord;
+// What `record` names unqualified (it is shared with the crate's unit tests).
+use segue::catalog::{
+    Gapless, Loudness, PackagingRecord, RenditionRecord, SourceRecord, TRACK_RECORD_VERSION,
+    TrackRecord,
+};
 use segue::store::{LibraryLayout, TRACK_RECORD_FILE};
 
 /// A music-like test signal (three tones with tremolo plus a sweep), `seconds` long, as an
@@ -17,18 +31,25 @@ pub fn signal(rate: u32, seconds: f64) -> String {
     )
 }
 
-/// Runs ffmpeg with `args` (quiet, overwrite), panicking with its stderr on failure.
-pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+/// Runs `program` (ffmpeg, ffprobe) quietly with `args`; panics with its stderr unless it
+/// exits 0. Returns its stdout.
+pub fn run_tool(program: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(program)
+        .args(["-hide_banner", "-loglevel", "error"])
         .args(args)
         .output()
-        .expect("ffmpeg is installed (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("{program} is installed (.ci/run installs it): {e}"));
     assert!(
         out.status.success(),
-        "ffmpeg {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// Runs ffmpeg with `args` (quiet, overwrite), panicking with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    run_tool("ffmpeg", &[&["-nostdin", "-y"], args].concat());
 }
 
 /// Makes an input file from the test signal: `codec_args` are ffmpeg output options.
@@ -63,6 +84,11 @@ pub fn make_input(
     args.push(&p);
     ffmpeg(&args);
     path
+}
+
+/// Makes a stereo 16-bit WAV of the test signal (the plainest input: what most tests ingest).
+pub fn make_wav(dir: &Path, name: &str, rate: u32, seconds: f64) -> PathBuf {
+    make_input(dir, name, rate, seconds, 2, &["-c:a", "pcm_s16le"])
 }
 
 fn pan_rest(channels: u32) -> String {
@@ -153,18 +179,8 @@ pub fn decode_f32(pre: &[&str], input: &str) -> Vec<f32> {
 
 /// Like [`decode_f32`], through the audio filter graph `filter`.
 pub fn decode_f32_filtered(pre: &[&str], input: &str, filter: &str) -> Vec<f32> {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(pre)
-        .args(["-i", input, "-af", filter, "-f", "f32le", "-ac", "2", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg decode {input}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let output = ["-i", input, "-af", filter, "-f", "f32le", "-ac", "2", "-"];
+    run_tool("ffmpeg", &[&["-nostdin"], pre, &output].concat())
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
@@ -176,9 +192,7 @@ pub fn concat_rendition(track_dir: &Path, record: &TrackRecord, rendition: usize
     let dir = track_dir.join(&r.dir);
     let mut bytes = std::fs::read(dir.join(&r.init)).unwrap();
     for i in 0..record.segment_durations.len() {
-        bytes.extend(
-            std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap(),
-        );
+        bytes.extend(std::fs::read(dir.join(RenditionRecord::segment_name(i))).unwrap());
     }
     std::fs::write(out, bytes).unwrap();
 }
@@ -215,19 +229,20 @@ pub fn ingest_generated_wav(
     seconds: f64,
 ) -> (TempLibrary, PathBuf, String, TrackRecord) {
     let lib = TempLibrary::new();
-    let input = make_input(
-        &lib.inputs(),
-        "song.wav",
-        rate,
-        seconds,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
-    let (code, lines) = ingest_json(&lib.library(), &[], &[&input]);
-    assert_eq!(code, 0, "{lines:?}");
-    let id = lines[0]["id"].as_str().unwrap().to_string();
+    let input = make_wav(&lib.inputs(), "song.wav", rate, seconds);
+    let id = ingest_one(&lib.library(), &input);
     let record = lib.record(&id);
     (lib, input, id, record)
+}
+
+/// Ingests `input` with the CLI into `library`, which must succeed; returns the track id.
+pub fn ingest_one(library: &Path, input: &Path) -> String {
+    let (code, lines) = ingest_json(library, &[], &[input]);
+    assert_eq!(code, 0, "ingest {} failed: {lines:?}", input.display());
+    lines[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no track id in {lines:?}"))
+        .to_string()
 }
 
 /// A batch observer that says nothing, for tests that call `ingest_batch` directly.
@@ -337,7 +352,7 @@ pub fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
             assert_eq!(size(&r.init), Some(r.init_bytes), "{id}: {}", r.init);
             assert!(size(&r.playlist).is_some(), "{id}: {} missing", r.playlist);
             for (i, &bytes) in r.segment_sizes.iter().enumerate() {
-                let name = segue::catalog::RenditionRecord::segment_name(i);
+                let name = RenditionRecord::segment_name(i);
                 assert_eq!(size(&name), Some(bytes), "{id}: {}/{name}", r.dir);
             }
         }

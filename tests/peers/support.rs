@@ -1,22 +1,22 @@
 //! Shared by the real-peer tests (`tests/peer_*.rs`): a generated library, the `segue serve`
-//! process under test (stopped on drop), a minimal HTTP/1.0 client for 127.0.0.1, bounded child
+//! process under test (`common::ServeProcess`, stopped on drop), a minimal HTTP/1.0 client for 127.0.0.1, bounded child
 //! processes, and the check that a peer tool is installed.
 //!
 //! Included with `#[path = "peers/support.rs"] mod support;` after `mod common;`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process_group};
+
 pub use crate::common::RawResponse as Response;
-use crate::common::{TempLibrary, ingest_json, make_input};
+use crate::common::{TempLibrary, ingest_one, make_input};
 
 /// The peers' own files (page, node script, nginx templates).
 pub fn peers_dir() -> PathBuf {
@@ -93,9 +93,7 @@ impl Library {
             2,
             &["-c:a", "flac"],
         );
-        let (code, lines) = ingest_json(&temp.library(), &[], &[&input]);
-        assert_eq!(code, 0, "ingest failed: {lines:?}");
-        let track_id = lines[0]["id"].as_str().expect("track id").to_string();
+        let track_id = ingest_one(&temp.library(), &input);
         Library { temp, track_id }
     }
 
@@ -110,86 +108,17 @@ impl Library {
     }
 }
 
-/// A running `segue serve` on 127.0.0.1:0; SIGTERM on drop (then SIGKILL after 5 s).
-pub struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub origin: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// The `segue serve` process under test: one helper for every test binary.
+pub use crate::common::ServeProcess as Server;
+
+/// What the peer tests ask of the server beyond starting it.
+pub trait ServerExt {
+    /// The track's URLs, from `GET /api/tracks`.
+    fn track(&self, id: &str) -> TrackUrls;
 }
 
-impl Server {
-    /// Starts the server on `library` with `extra` flags and waits (30 s at most) for its
-    /// `listening on http://…` line. Its access log (`tower_http=info`) lands in [`Server::log`].
-    pub fn start(library: &Path, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_segue"));
-        cmd.arg("serve")
-            .arg("--library")
-            .arg(library)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn,segue=info,tower_http=info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn segue serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {} // keep draining so the server never blocks on stdout
-        });
-        let mut server = Server {
-            child,
-            origin: String::new(),
-            log,
-        };
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => match line.strip_prefix("listening on ") {
-                Some(url) => server.origin = url.trim().trim_end_matches('/').to_string(),
-                None => panic!(
-                    "segue serve printed {line:?}, not `listening on http://…`\nstderr:\n{}",
-                    server.log().join("\n")
-                ),
-            },
-            Err(_) => panic!(
-                "segue serve printed no `listening on` line within 30 s\nstderr:\n{}",
-                server.log().join("\n")
-            ),
-        }
-        server
-    }
-
-    /// The lines written to stderr so far (the tracing access log).
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The last `n` lines of [`Server::log`], for failure messages.
-    pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        log[log.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// `origin` joined with a server-relative path or URL (`media/…` or `/media/…`).
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.origin, path.trim_start_matches('/'))
-    }
-
-    /// The track's URLs, from `GET /api/tracks`.
-    pub fn track(&self, id: &str) -> TrackUrls {
+impl ServerExt for Server {
+    fn track(&self, id: &str) -> TrackUrls {
         let resp = http_get(&self.url("/api/tracks"), &[]);
         assert_eq!(resp.status, 200, "GET /api/tracks: {}", resp.text());
         let json: serde_json::Value = serde_json::from_slice(&resp.body)
@@ -199,30 +128,6 @@ impl Server {
             .and_then(|ts| ts.iter().find(|t| t["id"] == id))
             .unwrap_or_else(|| panic!("track {id} not in /api/tracks: {json}"));
         TrackUrls::from_api(self, track)
-    }
-
-    /// Stops the server with SIGTERM (graceful), SIGKILL if it is still up after 5 s.
-    pub fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // SAFETY: kill(2) on the pid of our own, not yet reaped, child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -344,6 +249,29 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
+/// Runs the node script `script` (in tests/peers) with `flags` (`--name value` pairs), bounded
+/// by `limit`: it must exit 0 and print one JSON document on stdout, which is returned.
+pub fn run_node_json(script: &str, flags: &[(&str, &str)], limit: Duration) -> serde_json::Value {
+    let mut node = Command::new("node");
+    node.current_dir(peers_dir()).arg(script);
+    for (name, value) in flags {
+        node.args([name, value]);
+    }
+    let out = run_bounded(node, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stderr}",
+        out.status
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}):\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// Runs `cmd` to completion with captured output; after `limit` kills its whole process group
 /// (a browser or worker it started too) and fails the test.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
@@ -373,8 +301,8 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
             break status;
         }
         if Instant::now() >= deadline {
-            // SAFETY: kill(2) on the process group our child leads (process_group(0) above).
-            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            // The process group our child leads (process_group(0) above).
+            let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
             let _ = child.wait();
             let stderr = err_reader.join().unwrap_or_default();
             panic!(

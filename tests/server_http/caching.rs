@@ -9,12 +9,7 @@ use crate::support::*;
 async fn if_none_match_star_gets_304() {
     let (fx, server) = setup().await;
     let (url, _) = fx.segment();
-    let etag = server
-        .get(&url, &[])
-        .await
-        .header("etag")
-        .unwrap()
-        .to_string();
+    let etag = server.etag(&url).await;
     let list = format!("\"nope\", W/{etag}");
     for value in ["*", etag.as_str(), list.as_str()] {
         let r = server.get(&url, &[("If-None-Match", value)]).await;

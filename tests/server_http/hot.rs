@@ -30,8 +30,7 @@ fn comparable(r: &Resp) -> (u16, Vec<(String, String)>, Vec<u8>) {
 async fn cached_segments_get_the_routers_answer_from_the_hot_path() {
     let (fx, server) = setup().await;
     let top = fx.record.renditions.len() - 1;
-    let etag = server.get(&fx.segment().0, &[]).await;
-    let etag = etag.header("etag").unwrap().to_string();
+    let etag = server.etag(&fx.segment().0).await;
     let origin = ("Origin", "https://player.example");
     let cases: [(&str, Headers, u16); 5] = [
         ("plain", vec![], 200),

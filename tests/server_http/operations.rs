@@ -239,12 +239,12 @@ async fn metrics_count_requests_and_cache_hits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_announces_its_address_and_exits_0_on_sigterm() {
     let lib = common::TempLibrary::new();
-    let null = std::process::Stdio::null();
-    let (mut child, addr, mut stdout) = spawn_serve(&lib.library(), &[], null).await;
+    let server = spawn_serve(&lib.library(), &[]).await;
+    let addr = server.addr;
     assert_ne!(addr.port(), 0);
     assert_eq!(send(addr, "GET", "/healthz", &[]).await.status, 200);
-    assert_eq!(terminate(&mut child).await, Some(0));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).await.unwrap();
-    assert_eq!(rest, "", "exactly one line on stdout");
+    let (code, server) = terminate(server).await;
+    assert_eq!(code, Some(0));
+    let rest = server.stdout_after_announcement();
+    assert!(rest.is_empty(), "exactly one line on stdout, then {rest:?}");
 }

@@ -104,10 +104,8 @@ async fn missing_forged_expired_and_foreign_tokens_get_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_shows_refusals_and_signed_requests_by_the_url_asked_for() {
     let fx = Fixture::new(SECONDS).await;
-    let log_file = tempfile::NamedTempFile::new().unwrap();
-    let stderr = log_file.reopen().unwrap().into();
-    let (mut child, addr, _) =
-        spawn_serve(&fx.lib.library(), &["--signing-key", KEY], stderr).await;
+    let server = spawn_serve(&fx.lib.library(), &["--signing-key", KEY]).await;
+    let addr = server.addr;
     let token = Signer::new(Some(KEY.as_bytes().to_vec()), Duration::from_secs(60))
         .token(&format!("/media/{}/", fx.id), SystemTime::now())
         .unwrap();
@@ -115,8 +113,9 @@ async fn the_access_log_shows_refusals_and_signed_requests_by_the_url_asked_for(
     let signed = format!("/t/{token}/media/{}/master.m3u8", fx.id);
     assert_eq!(send(addr, "GET", &refused, &[]).await.status, 403);
     assert_eq!(send(addr, "GET", &signed, &[]).await.status, 200);
-    assert_eq!(terminate(&mut child).await, Some(0));
-    let log = std::fs::read_to_string(log_file.path()).unwrap();
+    let (code, server) = terminate(server).await;
+    assert_eq!(code, Some(0));
+    let log = server.log().join("\n");
     let access = |uri: &str, status: u16| {
         log.lines().any(|l| {
             l.contains("finished processing request")

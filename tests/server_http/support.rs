@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::common::RawResponse as Resp;
-use crate::common::{QuietObserver, TempLibrary, make_input};
+use crate::common::{QuietObserver, ServeCommand, ServeProcess, TempLibrary, make_wav};
 
 /// Length of the generated test track, in seconds.
 pub const SECONDS: f64 = 3.0;
@@ -28,14 +28,7 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Generates a `seconds`-long 48 kHz WAV named `name` and ingests it into `lib`; returns its id.
 pub fn ingest(lib: &TempLibrary, name: &str, seconds: f64) -> String {
-    let input = make_input(
-        &lib.inputs(),
-        name,
-        48_000,
-        seconds,
-        2,
-        &["-c:a", "pcm_s16le"],
-    );
+    let input = make_wav(&lib.inputs(), name, 48_000, seconds);
     let config =
         IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
     let reports = ingest_batch(&[input], &config, &QuietObserver).unwrap();
@@ -166,6 +159,14 @@ impl Running {
         send(self.addr, "GET", target, headers).await
     }
 
+    /// The ETag of a plain GET of `target` (which must carry one).
+    pub async fn etag(&self, target: &str) -> String {
+        let resp = self.get(target, &[]).await;
+        let etag = resp.header("etag");
+        etag.unwrap_or_else(|| panic!("{target}: no ETag"))
+            .to_string()
+    }
+
     /// The `/metrics` text once `series` has reached `at_least`, or after about 5 s (the caller
     /// then asserts on what it got). Counters that move after the bytes are on the wire (bytes
     /// sent from files) or after a read the client cannot see (WebSocket messages) may lag the
@@ -189,49 +190,24 @@ impl Drop for Running {
     }
 }
 
-/// `segue serve` as a child process on a free port, with `args` after the library and address
-/// and its log to `stderr`: the child, the address it announced, and the rest of its stdout.
-pub async fn spawn_serve(
-    library: &Path,
-    args: &[&str],
-    stderr: std::process::Stdio,
-) -> (
-    tokio::process::Child,
-    SocketAddr,
-    tokio::io::BufReader<tokio::process::ChildStdout>,
-) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_segue"))
-        .arg("serve")
-        .arg("--library")
-        .arg(library)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("RUST_LOG") // the default filter: the access log at INFO
-        .stdout(std::process::Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let read = tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line);
-    tokio::time::timeout(LIMIT, read).await.unwrap().unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .expect(&line)
-        .parse()
-        .unwrap();
-    (child, addr, stdout)
+/// `segue serve` as a child process ([`ServeProcess`]) on `library` with `args` after the
+/// library and address, started on a blocking thread.
+pub async fn spawn_serve(library: &Path, args: &[&str]) -> ServeProcess {
+    let command = ServeCommand::new(library).args(args);
+    tokio::task::spawn_blocking(move || command.start())
+        .await
+        .unwrap()
 }
 
-/// Sends SIGTERM to `child` and waits for it to exit; its exit code.
-pub async fn terminate(child: &mut tokio::process::Child) -> Option<i32> {
-    let pid = child.id().unwrap() as libc::pid_t;
-    // SAFETY: kill(2) on our own child's pid; no memory is involved.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap();
-    status.unwrap().code()
+/// Stops `server` with SIGTERM (on a blocking thread); its exit code, and the server, whose
+/// log and stdout are then complete.
+pub async fn terminate(mut server: ServeProcess) -> (Option<i32>, ServeProcess) {
+    tokio::task::spawn_blocking(move || {
+        let status = server.stop().expect("segue serve stops on SIGTERM");
+        (status.code(), server)
+    })
+    .await
+    .unwrap()
 }
 
 /// Sends one request on a new connection (`Connection: close`) and reads the whole response.

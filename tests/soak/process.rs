@@ -1,105 +1,15 @@
-//! The `segue serve` process under soak: started from the built binary with its stdout and
-//! stderr in a log file, measured through /proc (resident memory, open descriptors, threads),
+//! The `segue serve` process under soak (started by `common::ServeCommand` with its stdout and
+//! stderr in a log file): measured through /proc (resident memory, open descriptors, threads),
 //! and its log read back line by line.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
-
-/// Longest wait for the server to start or to stop.
-const START_STOP_LIMIT: Duration = Duration::from_secs(30);
-
-/// A running `segue serve` on 127.0.0.1:0; killed on drop if still running.
-pub struct ServeProcess {
-    child: Child,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
-
-impl ServeProcess {
-    /// Starts the server (`SEGUE_SOAK_BIN`, else the built `segue`) on `library` with `extra`
-    /// flags, its output appended to `log` and the default log filter (the access log at INFO,
-    /// everything else from WARN), and waits for its `listening on` line.
-    pub fn start(library: &Path, log: &Path, extra: &[&str]) -> ServeProcess {
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("create the server log");
-        // Another build (a release one, a branch) can be soaked against the same checks.
-        let program = std::env::var_os("SEGUE_SOAK_BIN")
-            .map_or_else(|| env!("CARGO_BIN_EXE_segue").into(), PathBuf::from);
-        let child = Command::new(program)
-            .arg("serve")
-            .arg("--library")
-            .arg(library)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup the log"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn segue serve");
-        let mut server = ServeProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let started = Instant::now();
-        while started.elapsed() < START_STOP_LIMIT {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on http://"))
-            {
-                server.addr = addr.trim().parse().expect("a socket address");
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("segue serve exited ({status}) before listening:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("segue serve printed no `listening on` line in 30 s");
-    }
-
-    /// What reads the process's figures from /proc.
-    pub fn probe(&self) -> Probe {
-        Probe(self.child.id())
-    }
-
-    /// SIGTERM (a graceful stop), then the exit status; `None` if it still runs after 30 s
-    /// (dropping it then kills it).
-    pub fn stop(&mut self) -> Option<ExitStatus> {
-        // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let started = Instant::now();
-        while started.elapsed() < START_STOP_LIMIT {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use std::path::Path;
 
 /// Reads a process's figures from /proc.
 #[derive(Debug, Clone, Copy)]
-pub struct Probe(u32);
+pub struct Probe(pub u32);
 
 impl Probe {
     /// The process's resident memory, open descriptors and threads, now.
