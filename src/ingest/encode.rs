@@ -103,8 +103,7 @@ pub enum EncodeError {
         /// fdk's error code.
         code: u32,
     },
-    /// libfdk-aac took no input and gave no output while input was left (the rest of the PCM
-    /// would be lost).
+    /// libfdk-aac did not take a whole frame of input (the rest of the PCM would be lost).
     #[error("AAC encoder ({config}) stopped taking input with {remaining} samples left")]
     Stalled {
         /// The rendition being encoded.
@@ -135,11 +134,37 @@ fn fdk_message(code: sys::AACENC_ERROR) -> &'static str {
 }
 
 /// One configured libfdk-aac encoder producing raw AAC access units.
+///
+/// fdk is only ever handed whole frames (`frame_length` samples per channel), and the end of
+/// input is padded here rather than by fdk's own flush (`numInSamples == -1`). The reason is a
+/// bug in the fdk-aac bundled by `fdk-aac-sys` 0.5 (`aacEncEncode`, aacenc_lib.cpp) that only
+/// shows with parametric stereo (HE-AAC v2), where the input is stereo but the core is mono:
+/// - new input is copied to `inputBuffer + (inputBufferOffset + nSamplesRead) /
+///   aacConfig.nChannels`, where `nSamplesRead` counts interleaved *input* samples (2 channels)
+///   but is divided by the *core* channel count (1). With a frame topped up over several calls
+///   (`nSamplesRead > 0`) each channel is written up to a frame past where it should be: past
+///   the end of fdk's heap buffer (3685 samples per channel), hence the SIGSEGV in
+///   `FDKaacEnc_EncodeFrame` or glibc's "double free or corruption" in the ingest worker. A unit
+///   test feeding whole buffers never topped up a frame, so it never crashed.
+/// - the flush zero-fill writes at `(inputBufferOffset + nSamplesRead) / extParam.nChannels`,
+///   dividing the core offset (in core samples: 463 for v2 at 44.1 kHz) by the input channel
+///   count (2), so its zeros land half an offset early: they overwrite the last real samples and
+///   leave stale samples in the padded frames.
+///
+/// With whole frames `nSamplesRead` is 0 at every copy, where both formulas are right for every
+/// profile; zeros that segue appends itself go through the same copy. For AAC-LC and HE-AAC v1
+/// the bytes are unchanged (fdk gets the same samples in the same frames; see the tests).
 pub struct AacEncoder {
     handle: sys::HANDLE_AACENCODER,
     config: EncoderConfig,
     info: EncoderInfo,
     out_buf: Vec<u8>,
+    /// Interleaved samples of one frame (`frame_length` x 2 channels).
+    frame_samples: usize,
+    /// Input carried over to the next call: fewer than `frame_samples` interleaved samples.
+    pending: Vec<i16>,
+    /// fdk's own delay (`nDelay`, samples per channel): as many zeros as its flush would append.
+    flush_zeros: u64,
     finished: bool,
 }
 
@@ -162,6 +187,9 @@ impl AacEncoder {
                 audio_specific_config: Vec::new(),
             },
             out_buf: Vec::new(),
+            frame_samples: 0,
+            pending: Vec::new(),
+            flush_zeros: 0,
             finished: false,
         };
         encoder.check(code, "aacEncOpen")?;
@@ -253,6 +281,9 @@ impl AacEncoder {
             audio_specific_config: raw.confBuf[..conf_len].to_vec(),
         };
         encoder.out_buf = vec![0; (raw.maxOutBufBytes as usize).max(8192)];
+        encoder.frame_samples = raw.frameLength as usize * 2;
+        encoder.pending = Vec::with_capacity(encoder.frame_samples);
+        encoder.flush_zeros = u64::from(raw.nDelay);
         Ok(encoder)
     }
 
@@ -287,47 +318,95 @@ impl AacEncoder {
     }
 
     /// Encodes interleaved stereo PCM; calls `on_frame` with each access unit completed.
+    ///
+    /// Input that does not fill a frame is kept for the next call (or for [`Self::flush`]).
     pub fn encode(
         &mut self,
-        mut pcm: &[i16],
+        pcm: &[i16],
         mut on_frame: impl FnMut(&[u8]),
     ) -> Result<(), EncodeError> {
-        while !pcm.is_empty() {
-            let (consumed, produced) = self.call(Some(pcm))?;
-            if produced > 0 {
-                on_frame(&self.out_buf[..produced]);
+        let mut pcm = pcm;
+        if !self.pending.is_empty() {
+            let take = (self.frame_samples - self.pending.len()).min(pcm.len());
+            self.pending.extend_from_slice(&pcm[..take]);
+            pcm = &pcm[take..];
+            if self.pending.len() < self.frame_samples {
+                return Ok(());
             }
-            if consumed == 0 && produced == 0 {
-                return Err(EncodeError::Stalled {
-                    config: self.describe(),
-                    remaining: pcm.len(),
-                });
-            }
-            pcm = &pcm[consumed.min(pcm.len())..];
+            let frame = std::mem::take(&mut self.pending);
+            self.encode_frame(&frame, &mut on_frame)?;
+            self.pending = frame;
+            self.pending.clear();
         }
+        let mut frames = pcm.chunks_exact(self.frame_samples);
+        for frame in frames.by_ref() {
+            self.encode_frame(frame, &mut on_frame)?;
+        }
+        self.pending.extend_from_slice(frames.remainder());
         Ok(())
     }
 
     /// Signals the end of input and emits every remaining access unit.
+    ///
+    /// Pads with zeros as fdk's own flush would (the partial frame, then whole frames until at
+    /// least fdk's delay has been appended), but through whole-frame input: see [`AacEncoder`].
     pub fn flush(&mut self, mut on_frame: impl FnMut(&[u8])) -> Result<(), EncodeError> {
-        while !self.finished {
-            let (_, produced) = self.call(None)?;
-            if produced > 0 {
-                on_frame(&self.out_buf[..produced]);
-            }
+        if self.finished {
+            return Ok(());
+        }
+        let mut frame = std::mem::take(&mut self.pending);
+        let mut appended = (self.frame_samples - frame.len()) as u64 / 2;
+        frame.resize(self.frame_samples, 0);
+        self.encode_frame(&frame, &mut on_frame)?;
+        frame.fill(0);
+        while appended < self.flush_zeros {
+            self.encode_frame(&frame, &mut on_frame)?;
+            appended += self.frame_samples as u64 / 2;
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Encodes exactly one frame of interleaved samples (fdk holds nothing back between calls).
+    fn encode_frame(
+        &mut self,
+        frame: &[i16],
+        on_frame: &mut impl FnMut(&[u8]),
+    ) -> Result<(), EncodeError> {
+        let (consumed, produced) = self.call(frame)?;
+        if consumed != frame.len() {
+            return Err(EncodeError::Stalled {
+                config: self.describe(),
+                remaining: frame.len() - consumed.min(frame.len()),
+            });
+        }
+        if produced > 0 {
+            on_frame(&self.out_buf[..produced]);
         }
         Ok(())
     }
 
-    /// One `aacEncEncode` call; `None` input means end of stream. Returns (samples consumed,
-    /// bytes produced).
-    fn call(&mut self, pcm: Option<&[i16]>) -> Result<(usize, usize), EncodeError> {
-        // At most what a c_int counts in bytes (two per sample); `encode` passes the rest on
-        // the next call.
-        let in_len = pcm.map_or(0, |p| p.len().min(c_int::MAX as usize / 2));
-        let mut in_ptr = pcm.map_or(ptr::null(), |p| p.as_ptr()) as *mut c_void;
+    /// One `aacEncEncode` call with `pcm` (at most one frame, so its size fits a c_int). Returns
+    /// (samples consumed, bytes produced).
+    fn call(&mut self, pcm: &[i16]) -> Result<(usize, usize), EncodeError> {
+        let (code, out_args) = self.raw_encode(pcm, pcm.len() as c_int);
+        self.check(code, "aacEncEncode")?;
+        Ok((
+            out_args.numInSamples.max(0) as usize,
+            out_args.numOutBytes.max(0) as usize,
+        ))
+    }
+
+    /// `aacEncEncode` as is: `pcm` with `num_in_samples` (-1 asks fdk to flush), the output into
+    /// `out_buf`.
+    fn raw_encode(
+        &mut self,
+        pcm: &[i16],
+        num_in_samples: c_int,
+    ) -> (sys::AACENC_ERROR, sys::AACENC_OutArgs) {
+        let mut in_ptr = pcm.as_ptr() as *mut c_void;
         let mut in_id: c_int = sys::AACENC_BufferIdentifier_IN_AUDIO_DATA as c_int;
-        let mut in_size: c_int = (in_len * 2) as c_int;
+        let mut in_size: c_int = (pcm.len() * 2) as c_int;
         let mut in_el: c_int = 2;
         let in_desc = sys::AACENC_BufDesc {
             numBufs: 1,
@@ -348,7 +427,7 @@ impl AacEncoder {
             bufElSizes: &mut out_el,
         };
         let in_args = sys::AACENC_InArgs {
-            numInSamples: if pcm.is_some() { in_len as c_int } else { -1 },
+            numInSamples: num_in_samples,
             numAncBytes: 0,
         };
         // SAFETY: zeroed AACENC_OutArgs is valid plain data.
@@ -356,15 +435,7 @@ impl AacEncoder {
         // SAFETY: every descriptor points at live buffers of the stated sizes for this call.
         let code =
             unsafe { sys::aacEncEncode(self.handle, &in_desc, &out_desc, &in_args, &mut out_args) };
-        if code == sys::AACENC_ERROR_AACENC_ENCODE_EOF {
-            self.finished = true;
-            return Ok((0, 0));
-        }
-        self.check(code, "aacEncEncode")?;
-        Ok((
-            out_args.numInSamples.max(0) as usize,
-            out_args.numOutBytes.max(0) as usize,
-        ))
+        (code, out_args)
     }
 }
 
@@ -388,75 +459,4 @@ pub fn f32_to_i16(input: &[f32], out: &mut Vec<i16>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encode_sine(config: EncoderConfig, seconds: u32) -> (EncoderInfo, Vec<Vec<u8>>) {
-        let mut enc = AacEncoder::new(config).unwrap();
-        let n = (config.sample_rate * seconds) as usize;
-        let pcm: Vec<i16> = (0..n)
-            .flat_map(|i| {
-                let v = ((i as f32 * 440.0 * std::f32::consts::TAU / config.sample_rate as f32)
-                    .sin()
-                    * 8000.0) as i16;
-                [v, v]
-            })
-            .collect();
-        let mut frames = Vec::new();
-        enc.encode(&pcm, |f| frames.push(f.to_vec())).unwrap();
-        enc.flush(|f| frames.push(f.to_vec())).unwrap();
-        (enc.info().clone(), frames)
-    }
-
-    #[test]
-    fn lc_encoder_reports_frame_and_delay_and_emits_every_frame() {
-        let config = EncoderConfig {
-            profile: AacProfile::AacLc,
-            bitrate: 128_000,
-            sample_rate: 48_000,
-            afterburner: true,
-        };
-        let (info, frames) = encode_sine(config, 1);
-        assert_eq!(info.frame_length, 1024);
-        assert!(info.delay > 0 && info.delay < 4096, "delay {}", info.delay);
-        assert_eq!(info.audio_specific_config[0] >> 3, 2, "ASC names AAC-LC");
-        let covered = frames.len() as u32 * info.frame_length;
-        assert!(
-            covered >= 48_000 + info.delay,
-            "frames cover input plus delay: {covered}"
-        );
-    }
-
-    #[test]
-    fn he_aac_signals_sbr_explicitly() {
-        let config = EncoderConfig {
-            profile: AacProfile::HeAac,
-            bitrate: 64_000,
-            sample_rate: 44_100,
-            afterburner: true,
-        };
-        let (info, frames) = encode_sine(config, 1);
-        assert_eq!(info.frame_length, 2048);
-        assert_eq!(
-            info.audio_specific_config[0] >> 3,
-            5,
-            "ASC names SBR: {:02x?}",
-            info.audio_specific_config
-        );
-        assert!(!frames.is_empty());
-    }
-
-    #[test]
-    fn unsupported_rate_is_a_clear_error() {
-        let config = EncoderConfig {
-            profile: AacProfile::HeAac,
-            bitrate: 64_000,
-            sample_rate: 12_345,
-            afterburner: true,
-        };
-        let err = AacEncoder::new(config)
-            .err()
-            .expect("12345 Hz must be refused");
-        assert!(err.to_string().contains("he-aac"), "{err}");
-    }
-}
+mod tests;
