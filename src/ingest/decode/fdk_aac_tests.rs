@@ -83,9 +83,11 @@ fn he_aac_v1_and_v2_decode_whole_and_in_step_with_the_source() {
     let source = chirp();
     // The lag left after dropping the encoder's stated delay. That delay is fdk's figure less
     // the one sample by which FFmpeg's SBR decoder leads fdk's (measured in tests/gapless.rs);
-    // fdk-aac's decoder shows the same lead for HE-AAC v1 (lag 0) but not with parametric stereo,
-    // whose output comes one sample later: FFmpeg's v2 decode was not compared (segue's v2 rung
-    // could not be written to a file here), so neither side's figure is known to be wrong.
+    // fdk-aac's decoder shows the same lead for HE-AAC v1 (lag 0) but not with parametric
+    // stereo, whose output comes one sample later, exactly at fdk's own figure. FFmpeg decodes
+    // segue's v2 rung at lag 0 (tests/he_aac_v2.rs, 44.1 and 48 kHz): its PS decoder leads
+    // fdk-aac's by that sample, so the stated delay is right for the players (FFmpeg's decoder
+    // is Chromium's and Firefox's) and this lag of 1 is fdk-aac's decoder, not the encoder.
     for (profile, bitrate, lag) in [
         (AacProfile::HeAac, 64_000, 0),
         (AacProfile::HeAacV2, 32_000, 1),
@@ -183,7 +185,7 @@ fn write_fmp4(
 fn he_aac_in_mp4_decodes_to_the_source_length_at_the_sbr_rate() {
     let dir = tempfile::tempdir().unwrap();
     let source = chirp();
-    // v2: one sample later than the encoder's stated delay (see the test above).
+    // v2: fdk-aac's decoder is one sample later than FFmpeg's (see the test above).
     for (profile, bitrate, lag) in [
         (AacProfile::HeAac, 64_000, 0),
         (AacProfile::HeAacV2, 32_000, 1),
