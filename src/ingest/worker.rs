@@ -155,10 +155,13 @@ fn describe_death(status: std::process::ExitStatus, limit: u64, last_stderr: &st
     const SIGKILL: i32 = Signal::KILL.as_raw();
     const SIGSEGV: i32 = Signal::SEGV.as_raw();
     let how = match status.signal() {
-        Some(SIGABRT) => format!(
-            "aborted (SIGABRT), most likely an allocation over the worker's {} MiB memory limit",
+        // Rust's allocation-failure handler says so on stderr; other aborts (a C library's heap
+        // check, an assertion) say why in the stderr tail appended below.
+        Some(SIGABRT) if last_stderr.contains("memory allocation of") => format!(
+            "aborted (SIGABRT): an allocation over the worker's {} MiB memory limit",
             limit >> 20
         ),
+        Some(SIGABRT) => "aborted (SIGABRT)".into(),
         Some(SIGKILL) => {
             "killed (SIGKILL), by the system's out-of-memory killer or an operator".into()
         }
@@ -294,5 +297,11 @@ mod tests {
         );
         let exit = std::process::ExitStatus::from_raw(3 << 8);
         assert!(describe_death(exit, 1, "").contains("status 3"));
+        let corrupt = describe_death(abort, 64 << 20, "double free or corruption (out)");
+        assert!(!corrupt.contains("memory limit"), "{corrupt}");
+        assert!(
+            corrupt.ends_with("double free or corruption (out)"),
+            "{corrupt}"
+        );
     }
 }
