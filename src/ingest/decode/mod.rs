@@ -11,10 +11,11 @@
 //! of their own are submodules, in the order a file meets them: `header_check` (WAV/AIFF header
 //! limits, before symphonia sees the file), `repair` (WAV and AIFF size fields that are not the
 //! truth, tags after FLAC), `symphonia_glue` (probing, panic containment, error mapping, the
-//! codec registry), `track_choice` (which audio track), `opus` (the Opus decoder symphonia lacks:
-//! libopus, with the pre-skip), `fdk_aac` (HE-AAC, which symphonia's AAC decoder lacks:
-//! fdk-aac), `tags` (tags and cover art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong
-//! STREAMINFO total or a cut file) and `downmix` (channels to stereo).
+//! codec registry), `track_choice` (which audio track), `opus` (the Opus decoder symphonia
+//! lacks: libopus, with the pre-skip), `fdk_aac` (HE-AAC, which symphonia's AAC decoder lacks:
+//! fdk-aac), `mpa_layout` (MP3 whose channel mode changes mid-stream), `tags` (tags and cover
+//! art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong STREAMINFO total or a cut file)
+//! and `downmix` (channels to stereo).
 
 mod downmix;
 mod fdk_aac;
@@ -23,6 +24,7 @@ mod fdk_aac_tests;
 mod flac_end;
 mod header_check;
 mod mp4_gapless;
+mod mpa_layout;
 mod opus;
 #[cfg(test)]
 mod opus_tests;
