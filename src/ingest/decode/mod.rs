@@ -13,9 +13,10 @@
 //! truth, tags after FLAC), `symphonia_glue` (probing, panic containment, error mapping, the
 //! codec registry), `track_choice` (which audio track), `opus` (the Opus decoder symphonia
 //! lacks: libopus, with the pre-skip), `fdk_aac` (HE-AAC, which symphonia's AAC decoder lacks:
-//! fdk-aac), `mpa_layout` (MP3 whose channel mode changes mid-stream), `tags` (tags and cover
-//! art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong STREAMINFO total or a cut file)
-//! and `downmix` (channels to stereo).
+//! fdk-aac; also AAC-LC at a low core rate, which may carry SBR signalled implicitly:
+//! `implicit_sbr`), `mpa_layout` (MP3 whose channel mode changes mid-stream), `tags` (tags and
+//! cover art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong STREAMINFO total or a cut
+//! file) and `downmix` (channels to stereo).
 
 mod downmix;
 mod fdk_aac;
@@ -23,6 +24,9 @@ mod fdk_aac;
 mod fdk_aac_tests;
 mod flac_end;
 mod header_check;
+mod implicit_sbr;
+#[cfg(test)]
+mod implicit_sbr_tests;
 mod mp4_gapless;
 mod mpa_layout;
 mod opus;
@@ -100,8 +104,10 @@ pub struct SourceDecoder {
     out: Vec<f32>,
     frames: u64,
     done: bool,
-    /// Whether an empty packet goes to the decoder at the end (HE-AAC's delay line).
+    /// Whether an empty packet goes to the decoder at the end (fdk-aac's delay line).
     drain: bool,
+    /// A packet read ahead while opening (`implicit_sbr`), decoded first.
+    pending: Option<Packet>,
 }
 
 impl SourceDecoder {
@@ -153,11 +159,17 @@ impl SourceDecoder {
         let opts = AudioDecoderOptions::default().gapless(true);
         let decoder = make_decoder(params, &opts)?;
         let decoded = decoder.codec_params();
+        // Implicit SBR: the output's rate is known once a frame is decoded (`implicit_sbr`).
+        let (probed, pending) = match implicit_sbr::is_candidate(params) {
+            true => implicit_sbr::probe_rate(reader.as_mut(), track.id, params),
+            false => (None, None),
+        };
         // HE-AAC: the container may state the core rate and a parametric stereo stream's mono
         // core; the output's rate and channels are the decoder's.
-        let (container_channels, container_rate) = match fdk_aac::is_he_aac(params) {
-            true => (None, None),
-            false => (container_channels, container_rate),
+        let (container_channels, container_rate) = match (probed, fdk_aac::is_he_aac(params)) {
+            (Some((rate, channels)), _) => (Some(channels), Some(rate)),
+            (None, true) => (None, None),
+            (None, false) => (container_channels, container_rate),
         };
         let channels = container_channels.or(decoded.channels.as_ref().map(Channels::count));
         // symphonia 0.6.1's MP4 reader states no channels for MP3 in MP4 (ffmpeg reads them from
@@ -200,7 +212,9 @@ impl SourceDecoder {
             fmts::FORMAT_ID_MP2,
             fmts::FORMAT_ID_MP3,
         ];
-        let packet_trims = !mpeg_audio.contains(&format);
+        // Implicit SBR doubles the rate the packets' durations and trims count in: none apply.
+        let sbr = probed.is_some_and(|(rate, _)| Some(rate) != params.sample_rate);
+        let packet_trims = !mpeg_audio.contains(&format) && !sbr;
         let hold = match packet_trims {
             true => 0,
             false => track.padding.unwrap_or(0) as usize,
@@ -249,7 +263,8 @@ impl SourceDecoder {
             out: Vec::new(),
             frames: 0,
             done: false,
-            drain: fdk_aac::is_he_aac(params),
+            drain: fdk_aac::is_used_for(params),
+            pending,
         })
     }
 
@@ -288,7 +303,11 @@ impl SourceDecoder {
     fn decode_next(&mut self) -> Result<bool, DecodeError> {
         let mut bad = 0;
         while self.remaining != Some(0) {
-            let mut packet = match guard(|| self.reader.next_packet())? {
+            let next = match self.pending.take() {
+                Some(packet) => Ok(Some(packet)),
+                None => guard(|| self.reader.next_packet())?,
+            };
+            let mut packet = match next {
                 Ok(Some(packet)) => packet,
                 // HE-AAC: an empty packet drains the decoder's delay line (`fdk_aac`).
                 Ok(None) if self.drain => {
