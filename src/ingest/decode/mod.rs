@@ -214,10 +214,11 @@ impl SourceDecoder {
         ];
         // Implicit SBR doubles the rate the packets' durations and trims count in: none apply.
         let sbr = probed.is_some_and(|(rate, _)| Some(rate) != params.sample_rate);
-        let packet_trims = !mpeg_audio.contains(&format) && !sbr;
-        let hold = match packet_trims {
-            true => 0,
-            false => track.padding.unwrap_or(0) as usize,
+        let mpeg_audio = mpeg_audio.contains(&format);
+        let packet_trims = !mpeg_audio && !sbr;
+        let hold = match mpeg_audio {
+            true => track.padding.unwrap_or(0) as usize,
+            false => 0,
         };
         let stated_end = track.num_frames.map(|n| n + hold as u64);
         let exact = matches!(
