@@ -2,7 +2,7 @@
 //! every file is compared with ffmpeg's decode to the sample, as the real-world corpus is
 //! (`tests/corpus/compare.rs`), and the few rightful differences must match a named rule.
 //! What the files are: MP3 without a Xing header (VBR, whose frame count symphonia estimated
-//! far too low, and CBR), MP3s joined, tagged at the end (APEv2, ID3v1), with junk after the
+//! far too low, and CBR), MP3s joined (also mono and stereo), tagged at the end (APEv2, ID3v1), with junk after the
 //! ID3v2 tag or cut inside a frame, WAV files whose sizes
 //! are placeholders, short, zero or RF64, or whose LIST chunk lacks an inner pad byte, FLAC with
 //! an ID3v2 tag in front, a wrong STREAMINFO total or tags appended, AIFF-C and an AIFF cut
@@ -108,6 +108,13 @@ fn issue_11_reproductions_ingest_to_ffmpegs_sample_count() {
     add(write("joined.mp3", [&lame[..], &lame].concat()), None);
     let id3v1 = [&b"TAG"[..], &[b' '; 125]].concat();
     let tail = [apev2_tag(), id3v1.clone()].concat();
+    // A mono file and a stereo one joined: the channel mode changes mid-stream.
+    let stereo = format!("{} -ac 2 -c:a libmp3lame", sine(1.0));
+    let stereo = std::fs::read(ffmpeg(dir, "stereo.mp3", &stereo)).unwrap();
+    add(
+        write("mono-stereo.mp3", [&lame[..], &stereo].concat()),
+        None,
+    );
     add(write("ape-id3v1.mp3", [&lame[..], &tail].concat()), None);
     // Junk between the ID3v2 tag and the first frame; a LAME file cut inside its last frame.
     let tagged = ffmpeg(

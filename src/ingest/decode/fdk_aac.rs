@@ -3,17 +3,18 @@
 //! segue links already for its encoder), fed raw access units (ISO/IEC 14496-3 1.6.2, transport
 //! `TT_MP4_RAW`) and configured from the AudioSpecificConfig in the codec parameters' extra data.
 //!
-//! It is chosen only where the ASC signals SBR ([`is_he_aac`]: audio object type 5 or 29, or the
-//! SBR sync extension 0x2b7, both of which symphonia's MP4 reader reports as the HE-AAC profiles);
-//! plain AAC-LC stays with symphonia's decoder. The output is at the SBR (doubled) rate, and
-//! parametric stereo turns a mono core into stereo: both are read from the decoder's stream info,
-//! not the container. fdk-aac delays its output beyond the codec's own delay (which the encoder
-//! counts in its priming and the edit list states): by its PCM limiter, turned off here as
-//! ffmpeg has none, and by a delay line it states as `outputDelay` (3010 frames at 44.1 kHz
-//! for HE-AAC v1), dropped from the start and drained at the end of stream, when `SourceDecoder`
-//! hands over an empty packet. The output then lines up with ffmpeg's, and `mp4_gapless` trims
-//! at the output rate as for AAC-LC. More
-//! than two channels are downmixed to stereo by fdk-aac itself (`AAC_PCM_MAX_OUTPUT_CHANNELS`):
+//! It is chosen where the ASC signals SBR ([`is_he_aac`]: audio object type 5 or 29, or the SBR
+//! sync extension 0x2b7, both of which symphonia's MP4 reader reports as the HE-AAC profiles),
+//! and for AAC-LC at a core rate that may carry implicit SBR (`implicit_sbr`), where fdk-aac
+//! finds the SBR data as ffmpeg does; other AAC-LC stays with symphonia's decoder. The output is
+//! at the SBR (doubled) rate, and parametric stereo turns a mono core into stereo: both are read
+//! from the decoder's stream info, not the container. fdk-aac delays its output beyond the
+//! codec's own delay (which the encoder counts in its priming and the edit list states): by its
+//! PCM limiter, turned off here as ffmpeg has none, and by a delay line it states as
+//! `outputDelay` (3010 frames at 44.1 kHz for HE-AAC v1), dropped from the start and drained at
+//! the end of stream, when `SourceDecoder` hands over an empty packet. The output then lines up
+//! with ffmpeg's, and `mp4_gapless` trims at the output rate as for AAC-LC. More than two
+//! channels are downmixed to stereo by fdk-aac itself (`AAC_PCM_MAX_OUTPUT_CHANNELS`):
 //! its output order for multichannel streams is not symphonia's.
 
 use std::ffi::c_uint;
@@ -34,6 +35,8 @@ use symphonia::core::codecs::audio::{
 };
 use symphonia::core::errors::{Result, decode_error, unsupported_error};
 use symphonia::core::packet::PacketRef;
+
+use super::implicit_sbr;
 
 /// The most frames one access unit decodes to: 1024 core frames, doubled by SBR.
 const MAX_FRAMES: usize = 2048;
@@ -333,11 +336,23 @@ impl AudioDecoder for FdkAacDecoder {
     }
 }
 
-/// Makes the decoder for `params`: fdk-aac for HE-AAC ([`is_he_aac`]), else `None`.
+/// Makes the decoder for `params`: fdk-aac for HE-AAC ([`is_he_aac`]) and for AAC-LC that may
+/// carry implicit SBR (`implicit_sbr`), else `None`.
 pub(super) fn make(
     params: &AudioCodecParameters,
     _opts: &AudioDecoderOptions,
 ) -> Option<Result<Box<dyn AudioDecoder>>> {
+    let params = match is_he_aac(params) {
+        true => params.clone(),
+        false => implicit_sbr::is_candidate(params)
+            .then(|| implicit_sbr::with_config(params))
+            .flatten()?,
+    };
+    Some(FdkAacDecoder::try_new(&params).map(|d| Box::new(d) as Box<dyn AudioDecoder>))
+}
+
+/// Whether [`make`] makes fdk-aac's decoder for `params` (whose delay line is then drained).
+pub(super) fn is_used_for(params: &AudioCodecParameters) -> bool {
     is_he_aac(params)
-        .then(|| FdkAacDecoder::try_new(params).map(|d| Box::new(d) as Box<dyn AudioDecoder>))
+        || (implicit_sbr::is_candidate(params) && implicit_sbr::with_config(params).is_some())
 }

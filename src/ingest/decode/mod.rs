@@ -11,10 +11,12 @@
 //! of their own are submodules, in the order a file meets them: `header_check` (WAV/AIFF header
 //! limits, before symphonia sees the file), `repair` (WAV and AIFF size fields that are not the
 //! truth, tags after FLAC), `symphonia_glue` (probing, panic containment, error mapping, the
-//! codec registry), `track_choice` (which audio track), `opus` (the Opus decoder symphonia lacks:
-//! libopus, with the pre-skip), `fdk_aac` (HE-AAC, which symphonia's AAC decoder lacks:
-//! fdk-aac), `tags` (tags and cover art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong
-//! STREAMINFO total or a cut file) and `downmix` (channels to stereo).
+//! codec registry), `track_choice` (which audio track), `opus` (the Opus decoder symphonia
+//! lacks: libopus, with the pre-skip), `fdk_aac` (HE-AAC, which symphonia's AAC decoder lacks:
+//! fdk-aac; also AAC-LC at a low core rate, which may carry SBR signalled implicitly:
+//! `implicit_sbr`), `mpa_layout` (MP3 whose channel mode changes mid-stream), `tags` (tags and
+//! cover art), `mp4_gapless` (MP4 priming trim), `flac_end` (a wrong STREAMINFO total or a cut
+//! file) and `downmix` (channels to stereo).
 
 mod downmix;
 mod fdk_aac;
@@ -22,7 +24,11 @@ mod fdk_aac;
 mod fdk_aac_tests;
 mod flac_end;
 mod header_check;
+mod implicit_sbr;
+#[cfg(test)]
+mod implicit_sbr_tests;
 mod mp4_gapless;
+mod mpa_layout;
 mod opus;
 #[cfg(test)]
 mod opus_tests;
@@ -98,8 +104,10 @@ pub struct SourceDecoder {
     out: Vec<f32>,
     frames: u64,
     done: bool,
-    /// Whether an empty packet goes to the decoder at the end (HE-AAC's delay line).
+    /// Whether an empty packet goes to the decoder at the end (fdk-aac's delay line).
     drain: bool,
+    /// A packet read ahead while opening (`implicit_sbr`), decoded first.
+    pending: Option<Packet>,
 }
 
 impl SourceDecoder {
@@ -151,11 +159,17 @@ impl SourceDecoder {
         let opts = AudioDecoderOptions::default().gapless(true);
         let decoder = make_decoder(params, &opts)?;
         let decoded = decoder.codec_params();
+        // Implicit SBR: the output's rate is known once a frame is decoded (`implicit_sbr`).
+        let (probed, pending) = match implicit_sbr::is_candidate(params) {
+            true => implicit_sbr::probe_rate(reader.as_mut(), track.id, params),
+            false => (None, None),
+        };
         // HE-AAC: the container may state the core rate and a parametric stereo stream's mono
         // core; the output's rate and channels are the decoder's.
-        let (container_channels, container_rate) = match fdk_aac::is_he_aac(params) {
-            true => (None, None),
-            false => (container_channels, container_rate),
+        let (container_channels, container_rate) = match (probed, fdk_aac::is_he_aac(params)) {
+            (Some((rate, channels)), _) => (Some(channels), Some(rate)),
+            (None, true) => (None, None),
+            (None, false) => (container_channels, container_rate),
         };
         let channels = container_channels.or(decoded.channels.as_ref().map(Channels::count));
         // symphonia 0.6.1's MP4 reader states no channels for MP3 in MP4 (ffmpeg reads them from
@@ -198,10 +212,13 @@ impl SourceDecoder {
             fmts::FORMAT_ID_MP2,
             fmts::FORMAT_ID_MP3,
         ];
-        let packet_trims = !mpeg_audio.contains(&format);
-        let hold = match packet_trims {
-            true => 0,
-            false => track.padding.unwrap_or(0) as usize,
+        // Implicit SBR doubles the rate the packets' durations and trims count in: none apply.
+        let sbr = probed.is_some_and(|(rate, _)| Some(rate) != params.sample_rate);
+        let mpeg_audio = mpeg_audio.contains(&format);
+        let packet_trims = !mpeg_audio && !sbr;
+        let hold = match mpeg_audio {
+            true => track.padding.unwrap_or(0) as usize,
+            false => 0,
         };
         let stated_end = track.num_frames.map(|n| n + hold as u64);
         let exact = matches!(
@@ -247,7 +264,8 @@ impl SourceDecoder {
             out: Vec::new(),
             frames: 0,
             done: false,
-            drain: fdk_aac::is_he_aac(params),
+            drain: fdk_aac::is_used_for(params),
+            pending,
         })
     }
 
@@ -286,7 +304,11 @@ impl SourceDecoder {
     fn decode_next(&mut self) -> Result<bool, DecodeError> {
         let mut bad = 0;
         while self.remaining != Some(0) {
-            let mut packet = match guard(|| self.reader.next_packet())? {
+            let next = match self.pending.take() {
+                Some(packet) => Ok(Some(packet)),
+                None => guard(|| self.reader.next_packet())?,
+            };
+            let mut packet = match next {
                 Ok(Some(packet)) => packet,
                 // HE-AAC: an empty packet drains the decoder's delay line (`fdk_aac`).
                 Ok(None) if self.drain => {

@@ -17,6 +17,7 @@ use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
 use super::fdk_aac;
+use super::mpa_layout;
 use super::opus::OpusDecoder;
 use crate::ingest::panic_message;
 
@@ -35,12 +36,14 @@ pub(super) fn codecs() -> &'static CodecRegistry {
 
 /// Makes the decoder for `params`. The registry picks by codec id alone, and HE-AAC shares
 /// AAC's id: an AudioSpecificConfig that signals SBR goes to fdk-aac (`fdk_aac`), whose decoder
-/// has it, and plain AAC-LC stays with symphonia's.
+/// has it, and plain AAC-LC stays with symphonia's. MPEG audio goes through `mpa_layout`, which
+/// lets the channel mode change mid-stream.
 pub(super) fn make_decoder(
     params: &AudioCodecParameters,
     opts: &AudioDecoderOptions,
 ) -> Result<Box<dyn AudioDecoder>, DecodeError> {
-    match fdk_aac::make(params, opts) {
+    let wrapped = fdk_aac::make(params, opts).or_else(|| mpa_layout::make(params, opts));
+    match wrapped {
         Some(made) => made.map_err(sym_error),
         None => guard(|| codecs().make_audio_decoder(params, opts))?.map_err(sym_error),
     }

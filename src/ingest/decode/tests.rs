@@ -346,6 +346,23 @@ pub(super) fn ffmpeg_frames(path: &Path) -> u64 {
     out.stdout.len() as u64 / 2
 }
 
+/// Interleaved `f32` as ffmpeg decodes `path` at its own rate, with output options `args`
+/// (for example `-ac 1`).
+pub(super) fn ffmpeg_f32(path: &Path, args: &[&str]) -> Vec<f32> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(args)
+        .args(["-f", "f32le", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg cannot decode {path:?}");
+    let samples = out.stdout.chunks_exact(4);
+    samples
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
 #[test]
 fn mp3_is_trimmed_only_as_its_lame_tag_states() {
     let dir = tempfile::tempdir().unwrap();
