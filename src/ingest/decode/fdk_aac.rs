@@ -30,13 +30,9 @@ use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
 use symphonia::core::codecs::audio::well_known::profiles::{
     CODEC_PROFILE_AAC_HE, CODEC_PROFILE_AAC_HE_V2,
 };
-use symphonia::core::codecs::audio::{
-    AudioCodecParameters, AudioDecoder, AudioDecoderOptions, FinalizeResult,
-};
+use symphonia::core::codecs::audio::{AudioCodecParameters, AudioDecoder, FinalizeResult};
 use symphonia::core::errors::{Result, decode_error, unsupported_error};
 use symphonia::core::packet::PacketRef;
-
-use super::implicit_sbr;
 
 /// The most frames one access unit decodes to: 1024 core frames, doubled by SBR.
 const MAX_FRAMES: usize = 2048;
@@ -334,25 +330,4 @@ impl AudioDecoder for FdkAacDecoder {
     fn last_decoded(&self) -> GenericAudioBufferRef<'_> {
         self.buf.as_generic_audio_buffer_ref()
     }
-}
-
-/// Makes the decoder for `params`: fdk-aac for HE-AAC ([`is_he_aac`]) and for AAC-LC that may
-/// carry implicit SBR (`implicit_sbr`), else `None`.
-pub(super) fn make(
-    params: &AudioCodecParameters,
-    _opts: &AudioDecoderOptions,
-) -> Option<Result<Box<dyn AudioDecoder>>> {
-    let params = match is_he_aac(params) {
-        true => params.clone(),
-        false => implicit_sbr::is_candidate(params)
-            .then(|| implicit_sbr::with_config(params))
-            .flatten()?,
-    };
-    Some(FdkAacDecoder::try_new(&params).map(|d| Box::new(d) as Box<dyn AudioDecoder>))
-}
-
-/// Whether [`make`] makes fdk-aac's decoder for `params` (whose delay line is then drained).
-pub(super) fn is_used_for(params: &AudioCodecParameters) -> bool {
-    is_he_aac(params)
-        || (implicit_sbr::is_candidate(params) && implicit_sbr::with_config(params).is_some())
 }

@@ -24,7 +24,7 @@ use symphonia::core::formats::FormatReader;
 use symphonia::core::packet::Packet;
 
 use super::fdk_aac::{FdkAacDecoder, is_he_aac};
-use super::symphonia_glue::guard;
+use super::types::guard;
 
 /// Sampling frequencies by index (ISO/IEC 14496-3 1.6.3.4, `samplingFrequencyIndex`).
 const RATES: [u32; 13] = [

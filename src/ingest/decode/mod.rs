@@ -55,8 +55,9 @@ use symphonia::core::packet::Packet;
 use symphonia::core::units::{Duration, Timestamp};
 
 use mp4_gapless::GaplessTrim;
-use symphonia_glue::{audio_params, codec_name, guard, make_decoder, probe, sym_error};
+use symphonia_glue::{audio_params, codec_name, make_decoder, probe, uses_fdk};
 pub use types::{CoverArt, DecodeError, DecodeOptions, SourceInfo, Tags};
+use types::{guard, sym_error};
 
 /// Bytes read from the start of a file for its INFO tags and Ogg stream order: an INFO list is
 /// a few hundred bytes, and Ogg puts every beginning-of-stream page first.
@@ -264,7 +265,7 @@ impl SourceDecoder {
             out: Vec::new(),
             frames: 0,
             done: false,
-            drain: fdk_aac::is_used_for(params),
+            drain: uses_fdk(params),
             pending,
         })
     }

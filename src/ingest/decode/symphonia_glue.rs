@@ -1,7 +1,6 @@
 //! The boundary with symphonia: probing, containing its panics, and mapping its errors and codec
 //! ids onto ours.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 
 use symphonia::core::codecs::audio::well_known as ids;
@@ -17,9 +16,10 @@ use symphonia::core::meta::MetadataOptions;
 
 use super::DecodeError;
 use super::fdk_aac;
+use super::implicit_sbr;
 use super::mpa_layout;
 use super::opus::OpusDecoder;
-use crate::ingest::panic_message;
+use super::types::{guard, sym_error};
 
 /// The decoders this build has: symphonia's, and Opus through libopus (symphonia has none).
 static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
@@ -42,7 +42,7 @@ pub(super) fn make_decoder(
     params: &AudioCodecParameters,
     opts: &AudioDecoderOptions,
 ) -> Result<Box<dyn AudioDecoder>, DecodeError> {
-    let wrapped = fdk_aac::make(params, opts).or_else(|| mpa_layout::make(params, opts));
+    let wrapped = fdk_decoder(params, opts).or_else(|| mpa_layout::make(params, opts));
     match wrapped {
         Some(made) => made.map_err(sym_error),
         None => guard(|| codecs().make_audio_decoder(params, opts))?.map_err(sym_error),
@@ -61,25 +61,6 @@ pub(super) fn probe(source: Box<dyn MediaSource>) -> Result<Box<dyn FormatReader
         }
         e => sym_error(e),
     })
-}
-
-/// Runs a symphonia call, turning a panic (known to happen on malformed input) into an error.
-pub(super) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| DecodeError::Panicked(panic_message(&*panic)))
-}
-
-/// Maps a symphonia error onto [`DecodeError`].
-pub(super) fn sym_error(e: SymError) -> DecodeError {
-    match e {
-        // Real I/O failures carry an OS error; symphonia's own "out of bounds" reads do not.
-        SymError::IoError(e) if e.raw_os_error().is_some() => DecodeError::Io(e),
-        SymError::Unsupported(m) => DecodeError::UnsupportedCodec(m.into()),
-        SymError::LimitError(m) => {
-            DecodeError::Limit(format!("a header value is beyond a limit: {m}"))
-        }
-        SymError::DecodeError(m) => DecodeError::Malformed(m.into()),
-        e => DecodeError::Malformed(e.to_string()),
-    }
 }
 
 /// The audio parameters of `track`, if it is an audio track.
@@ -101,4 +82,25 @@ pub(super) fn codec_name(id: AudioCodecId) -> String {
         _ => return format!("codec id {id}"),
     };
     name.into()
+}
+
+/// Makes the decoder for `params`: fdk-aac for HE-AAC ([`is_he_aac`]) and for AAC-LC that may
+/// carry implicit SBR (`implicit_sbr`), else `None`.
+fn fdk_decoder(
+    params: &AudioCodecParameters,
+    _opts: &AudioDecoderOptions,
+) -> Option<symphonia::core::errors::Result<Box<dyn AudioDecoder>>> {
+    let params = match fdk_aac::is_he_aac(params) {
+        true => params.clone(),
+        false => implicit_sbr::is_candidate(params)
+            .then(|| implicit_sbr::with_config(params))
+            .flatten()?,
+    };
+    Some(fdk_aac::FdkAacDecoder::try_new(&params).map(|d| Box::new(d) as Box<dyn AudioDecoder>))
+}
+
+/// Whether [`fdk_decoder`] makes fdk-aac's decoder for `params` (whose delay line is then drained).
+pub(super) fn uses_fdk(params: &AudioCodecParameters) -> bool {
+    fdk_aac::is_he_aac(params)
+        || (implicit_sbr::is_candidate(params) && implicit_sbr::with_config(params).is_some())
 }

@@ -1,5 +1,12 @@
 //! The decoder's public types: its options (limits against hostile headers), what a source is,
-//! its tags and cover art, and why a file cannot be decoded.
+//! its tags and cover art, and why a file cannot be decoded (with the two constructors of that
+//! error from symphonia: its error values and its panics).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use symphonia::core::errors::Error as SymError;
+
+use crate::ingest::panic_message;
 
 /// Limits that protect against hostile headers (checked before allocating).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,5 +137,24 @@ impl DecodeOptions {
                 "sample rate {rate} Hz is outside the supported range {min} to {max} Hz"
             ))),
         }
+    }
+}
+
+/// Runs a symphonia call, turning a panic (known to happen on malformed input) into an error.
+pub(super) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| DecodeError::Panicked(panic_message(&*panic)))
+}
+
+/// Maps a symphonia error onto [`DecodeError`].
+pub(super) fn sym_error(e: SymError) -> DecodeError {
+    match e {
+        // Real I/O failures carry an OS error; symphonia's own "out of bounds" reads do not.
+        SymError::IoError(e) if e.raw_os_error().is_some() => DecodeError::Io(e),
+        SymError::Unsupported(m) => DecodeError::UnsupportedCodec(m.into()),
+        SymError::LimitError(m) => {
+            DecodeError::Limit(format!("a header value is beyond a limit: {m}"))
+        }
+        SymError::DecodeError(m) => DecodeError::Malformed(m.into()),
+        e => DecodeError::Malformed(e.to_string()),
     }
 }
