@@ -231,6 +231,21 @@ async fn listing_a_prefix_pages_past_a_thousand_keys() {
     );
     assert!(listed.iter().all(|m| m.size == 16 && m.e_tag.is_some()));
 
+    // StartAfter, what a rescan that remembers its last key sends.
+    let after = Path::from("tracks/t09/seg-00999.m4s");
+    let rest: Vec<_> = store
+        .list_with_offset(Some(&Path::from("tracks")), &after)
+        .try_collect()
+        .await
+        .unwrap();
+    let rest: Vec<String> = rest.iter().map(|m| m.location.to_string()).collect();
+    let expected: Vec<&String> = names
+        .iter()
+        .filter(|n| n.as_str() > after.as_ref())
+        .collect();
+    assert_eq!(rest.len(), expected.len(), "keys after {after}");
+    assert!(rest.iter().all(|n| n.as_str() > after.as_ref()), "{rest:?}");
+
     let dirs = store
         .list_with_delimiter(Some(&Path::from("tracks")))
         .await

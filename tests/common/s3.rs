@@ -32,7 +32,9 @@ pub const START_LIMIT: Duration = Duration::from_secs(30);
 pub const BUCKET: &str = "segue-test";
 /// The region the client names (moto accepts any; us-east-1 needs no location constraint).
 pub const REGION: &str = "us-east-1";
-/// The access key id the client signs with (moto checks signatures' shape, not the key).
+/// The access key id the client signs with. moto authenticates nobody by default, so any key
+/// works; `INITIAL_NO_AUTH_ACTION_COUNT=0` in its environment would make an unknown key a 403
+/// `InvalidAccessKeyId` (valid keys then come from moto's IAM API).
 pub const ACCESS_KEY_ID: &str = "segue-test-key";
 /// The secret key the client signs with.
 pub const SECRET_ACCESS_KEY: &str = "segue-test-secret";
