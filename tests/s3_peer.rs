@@ -293,6 +293,19 @@ async fn head_gives_size_etag_and_last_modified_and_delete_removes() {
         other => panic!("If-Match with another ETag gave {other:?}"),
     }
 
+    let seen: Vec<String> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("cover.jpg"))
+        .collect();
+    let expected = [
+        "PUT /segue-test/tracks/abc/cover.jpg 200",
+        "HEAD /segue-test/tracks/abc/cover.jpg 200",
+        "GET /segue-test/tracks/abc/cover.jpg 304",
+        "GET /segue-test/tracks/abc/cover.jpg 412",
+    ];
+    assert_eq!(seen, expected, "the server's request log");
+
     store.delete(&key).await.unwrap();
     assert_absent(&store, &key, "after DELETE").await;
     match store.get(&key).await {

@@ -39,6 +39,9 @@ pub const ACCESS_KEY_ID: &str = "segue-test-key";
 /// The secret key the client signs with.
 pub const SECRET_ACCESS_KEY: &str = "segue-test-secret";
 
+/// How long the log must not grow before [`S3Server::requests`] reads it.
+const LOG_QUIET: Duration = Duration::from_millis(50);
+
 /// The interpreter that runs moto: `SEGUE_S3_PYTHON`, or `python3` from PATH.
 fn python() -> String {
     std::env::var("SEGUE_S3_PYTHON").unwrap_or_else(|_| "python3".to_string())
@@ -172,6 +175,34 @@ impl S3Server {
     /// The server's log so far (werkzeug's request lines and any traceback), across restarts.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The requests served so far, across restarts, as `METHOD /bucket/key?query STATUS`
+    /// (from werkzeug's access log): what a test counts to prove a cache spared the bucket.
+    /// A line reaches the log a moment after its response reaches the client, so this first
+    /// waits for the log to be quiet for [`LOG_QUIET`] (at most a second).
+    pub fn requests(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut seen = self.log.lock().unwrap().len();
+        while Instant::now() < deadline {
+            thread::sleep(LOG_QUIET);
+            let now = self.log.lock().unwrap().len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        self.log()
+            .iter()
+            .filter_map(|line| {
+                // 127.0.0.1 - - [date] "GET /segue-test/k HTTP/1.1" 200 -
+                let (_, quoted) = line.split_once(" \"")?;
+                let (request, rest) = quoted.split_once('"')?;
+                let (target, _) = request.rsplit_once(' ')?;
+                let status = rest.split_whitespace().next()?;
+                Some(format!("{target} {status}"))
+            })
+            .collect()
     }
 
     /// The last `n` lines of [`S3Server::log`], for failure messages.
