@@ -3,9 +3,10 @@
 //! a free port, announced by werkzeug's ` * Running on http://ADDR` line, with one bucket
 //! created, and stopped (SIGKILL: a bucket that vanishes) on drop.
 //!
-//! Why moto: it is the candidate that passes `tests/s3_peer.rs` (conditional create, ranges,
-//! paginated listing, multipart) and starts in about a second; see that file for what it gets
-//! right and the one thing it does not.
+//! Why moto: it is the candidate that passes `tests/s3_peer.rs` (conditional create, also
+//! racing, ranges, paginated listing, conditional GETs, multipart) and starts in about a
+//! second. s3s-fs 0.14.1 failed there: racing create-only puts all won, and it ignored
+//! `If-None-Match` on GET.
 //!
 //! The server runs under a small Python wrapper that exits when its stdin closes, and the test
 //! holds the other end: when the test process dies, however it dies (a panic, a nextest timeout,
