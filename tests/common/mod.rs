@@ -1,10 +1,12 @@
 //! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
 //! music-like signal), a temp library, ffmpeg/ffprobe wrappers, our fMP4 decoded strictly
-//! with mp4-atom ([`fmp4`]), and `segue serve` as a child process ([`serve`]).
+//! with mp4-atom ([`fmp4`]), `segue serve` as a child process ([`serve`]), and an
+//! S3-compatible server ([`s3`]).
 #![allow(dead_code)]
 
 pub mod fmp4;
 mod record;
+pub mod s3;
 pub mod serve;
 
 #[allow(unused_imports)] // each test binary uses some of these
