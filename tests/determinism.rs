@@ -66,9 +66,7 @@ fn rendition_directories_are_named_by_their_content() {
         let dir = a.layout().track_dir(id).join(&r.dir);
         let mut hasher = blake3::Hasher::new();
         for i in 0..record.segment_durations.len() {
-            hasher.update(
-                &std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(i))).unwrap(),
-            );
+            hasher.update(&std::fs::read(dir.join(segue::store::layout::segment_name(i))).unwrap());
         }
         hasher.update(&std::fs::read(dir.join(&r.init)).unwrap());
         let hash = hasher.finalize().to_hex();

@@ -97,7 +97,7 @@ fn check_strictly(track_dir: &std::path::Path, record: &segue::catalog::TrackRec
     let mut t = 0u64;
     for (i, &duration) in record.segment_durations.iter().enumerate() {
         let what = format!("{} segment {i}", r.id);
-        let name = segue::catalog::RenditionRecord::segment_name(i);
+        let name = segue::store::layout::segment_name(i);
         let bytes = std::fs::read(dir.join(name)).unwrap();
         assert_eq!(bytes.len() as u64, r.segment_sizes[i], "{what}: size");
         let seg = strict_segment(&bytes, &what);
@@ -143,8 +143,7 @@ fn strict_decoding_fails_on_a_trailing_byte_or_a_box_mp4_atom_drops() {
     let r = &record.renditions[0];
     let dir = lib.layout().track_dir(&id).join(&r.dir);
     let init = std::fs::read(dir.join(&r.init)).unwrap();
-    let segment =
-        std::fs::read(dir.join(segue::catalog::RenditionRecord::segment_name(0))).unwrap();
+    let segment = std::fs::read(dir.join(segue::store::layout::segment_name(0))).unwrap();
     strict_init(&init, "as written");
     strict_segment(&segment, "as written");
     let fails = |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();

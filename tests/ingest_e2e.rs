@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use segue::catalog::RenditionRecord;
+use segue::store::layout;
 
 struct Case {
     name: &'static str,
@@ -238,7 +238,7 @@ fn renditions_have_exact_codecs_and_aligned_segments() {
         let mut starts = Vec::new();
         for (i, _) in record.segment_durations.iter().enumerate() {
             let mut file = std::fs::read(dir.join(&r.init)).unwrap();
-            file.extend(std::fs::read(dir.join(RenditionRecord::segment_name(i))).unwrap());
+            file.extend(std::fs::read(dir.join(layout::segment_name(i))).unwrap());
             let tmp = lib.dir.path().join(format!("{}-{i}.mp4", r.id));
             std::fs::write(&tmp, file).unwrap();
             let probe = ffprobe_json(&[

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 
 use common::{QuietObserver, TempLibrary, assert_consistent, entries, make_input, segue};
 use mounts::MountedLibrary;
-use segue::catalog::RenditionRecord;
 use segue::config::{DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, IngestConfig};
 use segue::ingest::batch::{BatchError, ingest_batch};
 use segue::store::StoreError;
+use segue::store::layout;
 use support::{Server, http_get};
 
 /// Ingests `input` into `lib`, which must work; returns the track id.
@@ -125,7 +125,7 @@ fn assert_serves(server: &Server, lib: &TempLibrary, ids: &BTreeSet<String>) {
         for r in &record.renditions {
             files.push(format!("{}/{}", r.dir, r.playlist));
             files.push(format!("{}/{}", r.dir, r.init));
-            let segments = (0..r.segment_sizes.len()).map(RenditionRecord::segment_name);
+            let segments = (0..r.segment_sizes.len()).map(layout::segment_name);
             files.extend(segments.map(|s| format!("{}/{s}", r.dir)));
         }
         for file in files {

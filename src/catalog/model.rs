@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::layout;
 use crate::units::{Ticks, Timescale};
 
 /// Version of the `track.json` schema; bumped on incompatible changes.
@@ -130,18 +129,6 @@ pub struct RenditionRecord {
     pub playlist: String,
     /// Size in bytes of each media segment, in order.
     pub segment_sizes: Vec<u64>,
-}
-
-impl RenditionRecord {
-    /// Segment file names as a DASH-style template: `$Number$` is the 1-based segment number
-    /// (the library layout's [`layout::SEGMENT_TEMPLATE`]).
-    pub const SEGMENT_TEMPLATE: &str = layout::SEGMENT_TEMPLATE;
-
-    /// File name of media segment `index` (0-based) within the rendition directory (see
-    /// [`layout::segment_name`]).
-    pub fn segment_name(index: usize) -> String {
-        layout::segment_name(index)
-    }
 }
 
 /// The settings a track was packaged with.

@@ -7,6 +7,7 @@ use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, Va
 
 use super::switching_sets;
 use crate::catalog::{RenditionRecord, TrackRecord};
+use crate::store::layout;
 use crate::units::{Ticks, extinf_seconds};
 
 /// Protocol version: EXT-X-MAP in a media playlist without I-frames needs version 6
@@ -60,7 +61,7 @@ pub fn render_media_playlist(track: &TrackRecord, rendition: &RenditionRecord) -
         .iter()
         .enumerate()
         .map(|(i, &d)| MediaSegment {
-            uri: RenditionRecord::segment_name(i),
+            uri: layout::segment_name(i),
             duration: extinf_seconds(Ticks(d), timescale) as f32,
             map: (i == 0).then(|| m3u8_rs::Map {
                 uri: rendition.init.clone(),

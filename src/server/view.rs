@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::signing::Signer;
 use crate::catalog::{RenditionRecord, TrackRecord};
+use crate::store::layout;
 use crate::units::Ticks;
 
 /// Seconds of audio a hint covers when the request does not say.
@@ -157,7 +158,7 @@ pub fn make_hint(
         let last = index + 1 == record.segment_durations.len();
         if segment_end > start && segment_start < end || (last && segments.is_empty()) {
             segments.push(HintedSegment {
-                url: url(&RenditionRecord::segment_name(index)),
+                url: url(&layout::segment_name(index)),
                 bytes: rendition.segment_sizes.get(index).copied().unwrap_or(0),
                 number: index as u64 + 1,
                 start: timescale.seconds(Ticks(segment_start)),
@@ -319,11 +320,7 @@ impl Track {
                     bitrate: x.bitrate,
                     init: media(&format!("{}/{}", x.dir, x.init)),
                     playlist: media(&format!("{}/{}", x.dir, x.playlist)),
-                    segment_template: media(&format!(
-                        "{}/{}",
-                        x.dir,
-                        RenditionRecord::SEGMENT_TEMPLATE
-                    )),
+                    segment_template: media(&format!("{}/{}", x.dir, layout::SEGMENT_TEMPLATE)),
                     segment_sizes: x.segment_sizes.clone(),
                 })
                 .collect(),

@@ -23,7 +23,7 @@ use segue::catalog::{
     Gapless, Loudness, PackagingRecord, RenditionRecord, SourceRecord, TRACK_RECORD_VERSION,
     TrackRecord,
 };
-use segue::store::{LibraryLayout, TRACK_RECORD_FILE};
+use segue::store::{LibraryLayout, TRACK_RECORD_FILE, layout};
 
 /// A music-like test signal (three tones with tremolo plus a sweep), `seconds` long, as an
 /// ffmpeg lavfi source expression at `rate` Hz.
@@ -194,7 +194,7 @@ pub fn concat_rendition(track_dir: &Path, record: &TrackRecord, rendition: usize
     let dir = track_dir.join(&r.dir);
     let mut bytes = std::fs::read(dir.join(&r.init)).unwrap();
     for i in 0..record.segment_durations.len() {
-        bytes.extend(std::fs::read(dir.join(RenditionRecord::segment_name(i))).unwrap());
+        bytes.extend(std::fs::read(dir.join(layout::segment_name(i))).unwrap());
     }
     std::fs::write(out, bytes).unwrap();
 }
@@ -354,7 +354,7 @@ pub fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
             assert_eq!(size(&r.init), Some(r.init_bytes), "{id}: {}", r.init);
             assert!(size(&r.playlist).is_some(), "{id}: {} missing", r.playlist);
             for (i, &bytes) in r.segment_sizes.iter().enumerate() {
-                let name = RenditionRecord::segment_name(i);
+                let name = layout::segment_name(i);
                 assert_eq!(size(&name), Some(bytes), "{id}: {}/{name}", r.dir);
             }
         }
