@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// Default bound of a bucket library's disk cache, in MiB.
+pub const DEFAULT_CACHE_DIR_MIB: u64 = 10_240;
+/// Default seconds between listings of a bucket library.
+pub const DEFAULT_RESCAN_SECS: u64 = 5;
 /// Default library directory, relative to the working directory.
 pub const DEFAULT_LIBRARY: &str = "media/library";
 /// Default ladder: HE-AAC for the low rung (it sounds better than AAC-LC at 64 kbit/s, and
@@ -63,9 +67,19 @@ pub struct IngestWorkerArgs {
 /// The library location, shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct LibraryArgs {
-    /// Library directory.
+    /// Library: a directory, or s3://BUCKET[/PREFIX] (endpoint, region and credentials from
+    /// the standard AWS_* variables).
     #[arg(long, default_value = DEFAULT_LIBRARY, env = "SEGUE_LIBRARY")]
     pub library: PathBuf,
+}
+
+impl LibraryArgs {
+    /// The location `--library` names.
+    pub fn location(
+        &self,
+    ) -> Result<crate::store::LibraryLocation, crate::store::location::LocationError> {
+        crate::store::LibraryLocation::parse(self.library.as_os_str())
+    }
 }
 
 /// Flags of `segue ingest`.
@@ -126,6 +140,16 @@ pub struct ServeArgs {
     /// Size of the in-memory cache of hot files, in MiB (0 disables it).
     #[arg(long, default_value_t = DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
+    /// A bucket library's local disk cache of objects (and its catalog index), kept across
+    /// restarts; without it, objects are cached in memory only.
+    #[arg(long, value_name = "DIR", env = "SEGUE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the disk cache, in MiB; least recently used objects are evicted.
+    #[arg(long, default_value_t = DEFAULT_CACHE_DIR_MIB)]
+    pub cache_dir_mib: u64,
+    /// Seconds between listings of a bucket library for tracks other machines ingested.
+    #[arg(long, default_value_t = DEFAULT_RESCAN_SECS)]
+    pub rescan_secs: u64,
     /// Require signed URLs for media and the control channel, with this HMAC key (16 bytes or
     /// more); the API then hands out signed URLs.
     #[arg(long, env = "SEGUE_SIGNING_KEY", hide_env_values = true)]

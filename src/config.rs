@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{IngestArgs, ServeArgs};
 use crate::ingest::decode::DecodeOptions;
+use crate::store::LibraryLocation;
+use crate::store::location::{LocationError, os_path};
 
 pub mod ladder;
 pub mod serve;
@@ -43,42 +45,12 @@ pub enum ConfigError {
         /// The accepted range.
         reason: &'static str,
     },
+    /// `--library` is neither a directory nor a usable `s3://BUCKET[/PREFIX]`.
+    #[error("invalid --library: {0}")]
+    Library(#[from] LocationError),
     /// The running executable (which ingest workers run) cannot be found.
     #[error("cannot find the segue executable: {0}")]
     CurrentExe(#[source] std::io::Error),
-}
-
-/// Paths in serialized settings: text when the path is UTF-8, its bytes otherwise. A Unix path
-/// is bytes and a JSON string is UTF-8 text, so serde's own `PathBuf` support fails on a path
-/// that is not UTF-8; the worker must get such a library path unchanged all the same.
-mod os_path {
-    use std::ffi::OsString;
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    use std::path::{Path, PathBuf};
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Text(String),
-        Bytes(Vec<u8>),
-    }
-
-    pub fn serialize<S: Serializer>(path: &Path, to: S) -> Result<S::Ok, S::Error> {
-        match path.to_str() {
-            Some(text) => Repr::Text(text.to_owned()),
-            None => Repr::Bytes(path.as_os_str().as_bytes().to_vec()),
-        }
-        .serialize(to)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<PathBuf, D::Error> {
-        Ok(match Repr::deserialize(from)? {
-            Repr::Text(text) => PathBuf::from(text),
-            Repr::Bytes(bytes) => PathBuf::from(OsString::from_vec(bytes)),
-        })
-    }
 }
 
 /// How to run ingest workers (`ingest::worker`).
@@ -112,9 +84,8 @@ impl WorkerConfig {
 /// (serialized), so every field here reaches the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IngestConfig {
-    /// Library directory.
-    #[serde(with = "os_path")]
-    pub library: PathBuf,
+    /// The library: a directory or a bucket.
+    pub library: LibraryLocation,
     /// The ABR ladder.
     pub ladder: Ladder,
     /// Nominal segment duration in seconds.
@@ -134,7 +105,7 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// Builds a validated config (in-process ingest, afterburner on, default decode limits).
     pub fn new(
-        library: PathBuf,
+        library: LibraryLocation,
         ladder: &str,
         segment_seconds: f64,
         jobs: Option<usize>,
@@ -168,7 +139,7 @@ impl IngestConfig {
 
     /// The settings of `segue serve --ingest`: the default ladder and segments, one file at a
     /// time, each in a worker with the default memory limit.
-    pub fn serve_defaults(library: PathBuf) -> Result<Self, ConfigError> {
+    pub fn serve_defaults(library: LibraryLocation) -> Result<Self, ConfigError> {
         Ok(IngestConfig {
             worker: Some(WorkerConfig::this_executable(DEFAULT_WORKER_MEMORY_MIB)?),
             ..IngestConfig::new(library, DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None)?
@@ -184,7 +155,7 @@ impl TryFrom<&IngestArgs> for IngestConfig {
             afterburner: !args.no_afterburner,
             worker: Some(WorkerConfig::this_executable(args.worker_memory_mib)?),
             ..IngestConfig::new(
-                args.library.library.clone(),
+                args.library.location()?,
                 &args.ladder,
                 args.segment_seconds,
                 args.jobs,
@@ -198,11 +169,13 @@ impl TryFrom<&ServeArgs> for ServeConfig {
 
     fn try_from(args: &ServeArgs) -> Result<Self, ConfigError> {
         let mut config = ServeConfig::new(
-            args.library.library.clone(),
+            args.library.location()?,
             &args.addr,
             &args.cors_origin,
             args.cache_mib,
         )?
+        .with_disk_cache(args.cache_dir.clone(), args.cache_dir_mib)?
+        .with_rescan_secs(args.rescan_secs)?
         .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
         config.control.conformance_echo = args.ws_conformance_echo;
         match &args.signing_key {
@@ -222,11 +195,11 @@ pub(crate) mod tests {
     pub(crate) fn unusual_ingest_config() -> IngestConfig {
         IngestConfig {
             // Not UTF-8: a Unix path is bytes, and the worker must get them unchanged.
-            library: PathBuf::from(
+            library: LibraryLocation::Dir(PathBuf::from(
                 <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
                     b"/srv/lib with space/\xff\xc3\xbc".to_vec(),
                 ),
-            ),
+            )),
             ladder: Ladder {
                 rungs: vec![
                     Rung {
@@ -262,7 +235,7 @@ pub(crate) mod tests {
     fn the_unusual_config_differs_from_the_defaults_in_every_field() {
         let unusual = unusual_ingest_config();
         let usual = IngestConfig::new(
-            DEFAULT_LIBRARY.into(),
+            PathBuf::from(DEFAULT_LIBRARY).into(),
             DEFAULT_LADDER,
             DEFAULT_SEGMENT_SECONDS,
             None,
@@ -288,13 +261,13 @@ pub(crate) mod tests {
         let range =
             |r: Result<IngestConfig, ConfigError>| matches!(r, Err(ConfigError::Range { .. }));
         assert!(range(IngestConfig::new(
-            "l".into(),
+            PathBuf::from("l").into(),
             DEFAULT_LADDER,
             0.5,
             None
         )));
         assert!(range(IngestConfig::new(
-            "l".into(),
+            PathBuf::from("l").into(),
             DEFAULT_LADDER,
             4.0,
             Some(0)

@@ -10,7 +10,7 @@ use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, LibraryArgs, ListAr
 use segue::config::{IngestConfig, ServeConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
-use segue::store::LibraryLayout;
+use segue::store::Library;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 fn main() -> ExitCode {
@@ -86,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig::try_from(&args)?;
     if !args.ingest.is_empty() {
-        let ingest = IngestConfig::serve_defaults(args.library.library.clone())?;
+        let ingest = IngestConfig::serve_defaults(config.library.clone())?;
         let observer = TerminalObserver::default();
         let reports = ingest_batch(&args.ingest, &ingest, &observer)?;
         observer.finish();
@@ -152,13 +152,22 @@ fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The library `args` names, ready to be read (or written).
+fn open_library(args: &LibraryArgs, write: bool) -> anyhow::Result<Library> {
+    let location = args.location()?;
+    let library = Library::new(&location, None).with_context(|| format!("library {location}"))?;
+    let opened = if write {
+        library.open_for_writing()
+    } else {
+        library.open_for_reading()
+    };
+    opened.with_context(|| format!("library {location}"))?;
+    Ok(library)
+}
+
 fn reindex(args: LibraryArgs) -> anyhow::Result<ExitCode> {
-    let layout = LibraryLayout::new(&args.library);
-    layout
-        .create()
-        .and_then(|()| layout.ensure_writable())
-        .with_context(|| format!("library {}", args.library.display()))?;
-    let mut catalog = Catalog::open(&layout)?;
+    let library = open_library(&args, true)?;
+    let mut catalog = Catalog::open(&library)?;
     let report = catalog.rebuild()?;
     println!(
         "indexed {} tracks ({} unreadable)",
@@ -169,9 +178,8 @@ fn reindex(args: LibraryArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let layout = LibraryLayout::new(&args.library.library);
-    layout.create()?;
-    let catalog = Catalog::open_readable(&layout)?;
+    let library = open_library(&args.library, false)?;
+    let catalog = Catalog::open_readable(&library)?;
     let page = catalog.search(&args.query.join(" "), 0, 10_000)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&page.tracks)?);

@@ -30,7 +30,7 @@ async fn two_tracks(config: impl FnOnce(ServeConfig) -> ServeConfig) -> (Fixture
         let fx_lib = &fx.lib;
         tokio::task::block_in_place(|| ingest(fx_lib, "second.wav", 2.0))
     };
-    let base = ServeConfig::new(lib, "127.0.0.1:0", "*", 64).unwrap();
+    let base = ServeConfig::new(lib.into(), "127.0.0.1:0", "*", 64).unwrap();
     let server = Running::start_config(config(base)).await;
     (fx, second, server)
 }

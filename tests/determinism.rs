@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
+use segue::store::layout::PACKAGING_GENERATION;
 
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -58,22 +59,33 @@ fn same_input_gives_byte_identical_tracks_and_reingest_is_a_noop() {
     assert_eq!(tree(&a.layout().track_dir(id)), ta, "nothing rewritten");
 }
 
+/// The bytes a fixed input packages to, at this [`PACKAGING_GENERATION`]. Rendition
+/// directories are named after the inputs and the software, not the bytes (so segments go to
+/// their final keys while they are encoded): a change of code that changes output bytes must
+/// change the names too, or a CDN would keep old bytes under a new meaning. This test fails
+/// on such a change until the generation is bumped (and the hash below updated).
+const PACKAGED_AT_GENERATION: (u32, &str) = (
+    1,
+    "d880a94a76ebd8d0d988935e9192906a66ef5a0a6d5730cd23193689cb46e586",
+);
+
 #[test]
-fn rendition_directories_are_named_by_their_content() {
+fn changed_output_bytes_need_a_new_packaging_generation() {
     let (a, _, id, record) = ingest_generated_wav(48_000, 2.0);
     let id = id.as_str();
+    let mut hasher = blake3::Hasher::new();
     for r in &record.renditions {
         let dir = a.layout().track_dir(id).join(&r.dir);
-        let mut hasher = blake3::Hasher::new();
         for i in 0..record.segment_durations.len() {
             hasher.update(&std::fs::read(dir.join(segue::store::layout::segment_name(i))).unwrap());
         }
         hasher.update(&std::fs::read(dir.join(&r.init)).unwrap());
-        let hash = hasher.finalize().to_hex();
-        assert!(
-            r.dir.ends_with(&hash[..12]),
-            "{} is not named after its bytes",
-            r.dir
-        );
     }
+    let hash = hasher.finalize().to_hex().to_string();
+    assert_eq!(
+        (PACKAGING_GENERATION, hash.as_str()),
+        PACKAGED_AT_GENERATION,
+        "the packaged bytes changed: bump segue::store::layout::PACKAGING_GENERATION and \
+         set PACKAGED_AT_GENERATION to the new generation and this hash"
+    );
 }

@@ -344,7 +344,7 @@ fn a_read_only_library_refuses_an_ingest_up_front_and_changes_nothing() {
     }
     // Through the library API, the same refusal is typed.
     let config = IngestConfig::new(
-        library.clone(),
+        library.clone().into(),
         DEFAULT_LADDER,
         DEFAULT_SEGMENT_SECONDS,
         None,

@@ -17,8 +17,13 @@ use segue::ingest::error::IngestErrorKind;
 use segue::ingest::pipeline::IngestOutcome;
 
 fn config(lib: &TempLibrary, memory_bytes: Option<u64>) -> IngestConfig {
-    let mut config =
-        IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
+    let mut config = IngestConfig::new(
+        lib.library().into(),
+        DEFAULT_LADDER,
+        DEFAULT_SEGMENT_SECONDS,
+        None,
+    )
+    .unwrap();
     config.worker = memory_bytes.map(|memory_bytes| WorkerConfig {
         program: PathBuf::from(env!("CARGO_BIN_EXE_segue")),
         memory_bytes,

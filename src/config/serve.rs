@@ -6,15 +6,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
+use crate::store::LibraryLocation;
 
 /// Largest accepted `--cache-mib`.
 pub const MAX_CACHE_MIB: u64 = 1 << 20;
+/// Largest accepted `--cache-dir-mib` (1 PiB).
+pub const MAX_CACHE_DIR_MIB: u64 = 1 << 30;
 
 /// Validated settings of `segue serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Library directory.
-    pub library: PathBuf,
+    /// The library: a directory or a bucket.
+    pub library: LibraryLocation,
+    /// A bucket library's disk cache and catalog directory (`None`: memory only, the catalog
+    /// under the user's cache directory).
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the disk cache, in bytes.
+    pub cache_dir_bytes: u64,
+    /// Interval between listings of a bucket library for new tracks.
+    pub rescan: Duration,
     /// Address to listen on (port 0: any free port).
     pub addr: SocketAddr,
     /// `Access-Control-Allow-Origin` value: `*` or one origin like `https://player.example`.
@@ -38,7 +48,7 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// Builds a validated config from the raw flags.
     pub fn new(
-        library: PathBuf,
+        library: LibraryLocation,
         addr: &str,
         cors_origin: &str,
         cache_mib: u64,
@@ -68,6 +78,9 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             library,
+            cache_dir: None,
+            cache_dir_bytes: crate::cli::DEFAULT_CACHE_DIR_MIB << 20,
+            rescan: Duration::from_secs(crate::cli::DEFAULT_RESCAN_SECS),
             addr,
             cors_origin: cors_origin.to_string(),
             cache_bytes: cache_mib << 20,
@@ -78,6 +91,33 @@ impl ServeConfig {
             token_ttl: Duration::from_secs(6 * 3600),
             conn_limits: ConnLimits::default(),
         })
+    }
+
+    /// Keeps a bucket library's objects in `dir` too, bounded to `mib` MiB (1 or more).
+    pub fn with_disk_cache(mut self, dir: Option<PathBuf>, mib: u64) -> Result<Self, ConfigError> {
+        if !(1..=MAX_CACHE_DIR_MIB).contains(&mib) {
+            return Err(ConfigError::Range {
+                flag: "--cache-dir-mib",
+                value: mib.to_string(),
+                reason: "must be from 1 to 1073741824",
+            });
+        }
+        self.cache_dir = dir;
+        self.cache_dir_bytes = mib << 20;
+        Ok(self)
+    }
+
+    /// Lists a bucket library for new tracks every `secs` seconds (1 to 3600).
+    pub fn with_rescan_secs(mut self, secs: u64) -> Result<Self, ConfigError> {
+        if !(1..=3600).contains(&secs) {
+            return Err(ConfigError::Range {
+                flag: "--rescan-secs",
+                value: secs.to_string(),
+                reason: "must be from 1 to 3600",
+            });
+        }
+        self.rescan = Duration::from_secs(secs);
+        Ok(self)
     }
 
     /// Requires signed URLs with `key` (at least 16 bytes) whose tokens live `ttl_secs` (60
@@ -222,10 +262,15 @@ mod tests {
 
     #[test]
     fn serve_flags_are_validated() {
-        let ok = ServeConfig::new("lib".into(), "127.0.0.1:0", "https://a.example:8443", 0);
+        let ok = ServeConfig::new(
+            PathBuf::from("lib").into(),
+            "127.0.0.1:0",
+            "https://a.example:8443",
+            0,
+        );
         assert_eq!(ok.unwrap().addr.port(), 0);
         assert_eq!(
-            ServeConfig::new("lib".into(), "[::1]:80", "*", 256)
+            ServeConfig::new(PathBuf::from("lib").into(), "[::1]:80", "*", 256)
                 .unwrap()
                 .cache_bytes,
             256 << 20
@@ -238,7 +283,7 @@ mod tests {
             ("127.0.0.1:8080", "*", MAX_CACHE_MIB + 1),
         ] {
             assert!(
-                ServeConfig::new("lib".into(), addr, origin, mib).is_err(),
+                ServeConfig::new(PathBuf::from("lib").into(), addr, origin, mib).is_err(),
                 "{addr} {origin}"
             );
         }

@@ -13,7 +13,7 @@ use super::pipeline::{IngestOutcome, Progress, ingest_file};
 use super::worker::ingest_in_worker;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::IngestConfig;
-use crate::store::{LibraryLayout, StoreError};
+use crate::store::{Library, StoreError};
 
 /// File extensions picked up when walking a directory (files named explicitly are always tried).
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -25,10 +25,10 @@ pub const AUDIO_EXTENSIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
     /// The library cannot be created or opened.
-    #[error("library {path}: {source}")]
+    #[error("library {location}: {source}")]
     Library {
-        /// Library root.
-        path: PathBuf,
+        /// The library's directory or bucket URL.
+        location: String,
         /// Why.
         #[source]
         source: StoreError,
@@ -110,16 +110,15 @@ pub fn ingest_batch(
     config: &IngestConfig,
     observer: &dyn BatchObserver,
 ) -> Result<Vec<FileReport>, BatchError> {
-    let layout = LibraryLayout::new(&config.library);
-    // Up front, so a read-only library fails once, clearly, before any work or change.
-    layout
-        .create()
-        .and_then(|()| layout.ensure_writable())
-        .map_err(|source| BatchError::Library {
-            path: config.library.clone(),
-            source,
-        })?;
-    let catalog = Mutex::new(Catalog::open(&layout)?);
+    let library_error = |source| BatchError::Library {
+        location: config.library.to_string(),
+        source,
+    };
+    let library = Library::new(&config.library, None).map_err(library_error)?;
+    // Up front, so a read-only library or an unusable bucket fails once, clearly, before any
+    // work or change.
+    library.open_for_writing().map_err(library_error)?;
+    let catalog = Mutex::new(Catalog::open(&library)?);
     let files = expand_inputs(inputs);
     observer.planned(&files);
     let queue = Mutex::new(files.iter().cloned().enumerate().collect::<VecDeque<_>>());
@@ -131,7 +130,7 @@ pub fn ingest_batch(
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                     let Some((index, file)) = next else { break };
-                    let report = ingest_one(&file, config, &layout, &catalog, observer);
+                    let report = ingest_one(&file, config, &library, &catalog, observer);
                     observer.finished(&report);
                     reports
                         .lock()
@@ -143,7 +142,7 @@ pub fn ingest_batch(
     });
     // Again at the end: a writer killed just before this run (its staging still locked while
     // its threads were dying) has released its lock by now.
-    layout.sweep_staging();
+    library.sweep_staging();
     let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
     reports.sort_by_key(|(i, _)| *i);
     Ok(reports.into_iter().map(|(_, r)| r).collect())
@@ -160,7 +159,7 @@ fn unlisted(dir: &Path) -> std::io::Error {
 fn ingest_one(
     file: &Path,
     config: &IngestConfig,
-    layout: &LibraryLayout,
+    library: &Library,
     catalog: &Mutex<Catalog>,
     observer: &dyn BatchObserver,
 ) -> FileReport {
@@ -170,8 +169,8 @@ fn ingest_one(
         Err(IngestError::Read(unlisted(file)))
     } else {
         catch_unwind(AssertUnwindSafe(|| match &config.worker {
-            Some(worker) => ingest_in_worker(file, config, worker, layout, progress.as_ref()),
-            None => ingest_file(file, config, layout, progress.as_ref()),
+            Some(worker) => ingest_in_worker(file, config, worker, library, progress.as_ref()),
+            None => ingest_file(file, config, library, progress.as_ref()),
         }))
         .unwrap_or_else(|panic| {
             Err(IngestError::Internal(format!(

@@ -60,6 +60,9 @@ pub(crate) struct StreamPlan {
     pub(crate) priming: u64,
     /// Where segments are cut.
     pub(crate) segments: SegmentPlan,
+    /// Hash of everything but the rung that decides a rendition's bytes (its directory name
+    /// adds the rung: [`crate::store::layout::rendition_dir`]).
+    pub(crate) inputs: blake3::Hash,
 }
 
 /// Runs decode -> resample -> (analyze | encode -> segment -> fmp4 per rendition) to the end of
@@ -79,7 +82,15 @@ pub(crate) fn stream(
             let (tx, rx) = sync_channel(CHANNEL_DEPTH);
             senders.push(tx);
             handles.push(scope.spawn(move || {
-                encode_rendition(rung, encoder, rx, plan.priming, plan.segments, staged)
+                encode_rendition(
+                    rung,
+                    encoder,
+                    rx,
+                    plan.priming,
+                    plan.segments,
+                    &plan.inputs,
+                    staged,
+                )
             }));
         }
         let (analysis_tx, analysis_rx) = sync_channel::<Option<Arc<Vec<f32>>>>(CHANNEL_DEPTH);

@@ -23,10 +23,11 @@ use crate::catalog::{
 };
 use crate::config::{IngestConfig, Rung};
 use crate::manifest;
+use crate::store::layout::PACKAGING_GENERATION;
 use crate::store::layout::{
     DASH_MPD_FILE, HLS_MASTER_FILE, TRACK_RECORD_FILE, WAVEFORM_FILE, cover_file, track_id,
 };
-use crate::store::{LibraryLayout, StagedTrack, StoreError};
+use crate::store::{Library, StagedTrack, StoreError};
 
 pub use super::error::IngestError;
 pub use super::fanout::Progress;
@@ -59,16 +60,16 @@ pub fn track_id_of(path: &Path) -> Result<String, IngestError> {
     Ok(track_id(&hasher.finalize()))
 }
 
-/// Ingests one file into the library at `layout` (the catalog is updated by the caller).
+/// Ingests one file into `library` (the catalog is updated by the caller).
 pub fn ingest_file(
     path: &Path,
     config: &IngestConfig,
-    layout: &LibraryLayout,
+    library: &Library,
     progress: &dyn Progress,
 ) -> Result<IngestOutcome, IngestError> {
     let bytes = std::fs::metadata(path).map_err(IngestError::Read)?.len();
     let id = track_id_of(path)?;
-    if layout.has_track(&id) {
+    if library.has_track(&id)? {
         return Ok(IngestOutcome::AlreadyPresent(id));
     }
     // decode
@@ -76,17 +77,19 @@ pub fn ingest_file(
     // resample (to the output rate), encode (one encoder per rung), segment (one plan)
     let out_rate = resample::output_rate(decoder.info().sample_rate);
     let encoders = open_encoders(config, out_rate)?;
+    let priming = common_priming(&encoders)?;
     let plan = StreamPlan {
         out_rate,
-        priming: common_priming(&encoders)?,
+        priming,
         segments: SegmentPlan::new(
             crate::units::Timescale(out_rate),
             config.first_segment_seconds,
             config.segment_seconds,
         ),
+        inputs: packaging_inputs(&id, config, out_rate, priming),
     };
     // stage: decode -> resample -> (analyze | encode -> segment -> fmp4 media segments)
-    let staged = layout.stage_track(&id)?;
+    let staged = library.stage_track(&id)?;
     let streamed = fanout::stream(path, &mut decoder, encoders, plan, &staged, progress)?;
     let gapless = gapless_of(plan.priming, streamed.valid)?;
     let segment_durations = plan.segments.durations(gapless.total_samples());
@@ -113,6 +116,24 @@ pub fn ingest_file(
     stage_manifests(&staged, &record)?;
     // commit
     commit(staged, record)
+}
+
+/// The hash of everything that decides the bytes of a track's renditions besides the rung:
+/// the source (its id), the output rate and priming, the whole ladder (the priming is common to
+/// it), the segment plan, the encoder settings, and the software (segue's version and
+/// [`PACKAGING_GENERATION`], which moves whenever a change of code changes output bytes).
+fn packaging_inputs(id: &str, config: &IngestConfig, out_rate: u32, priming: u64) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update(&PACKAGING_GENERATION.to_le_bytes());
+    hasher.update(id.as_bytes());
+    hasher.update(&out_rate.to_le_bytes());
+    hasher.update(&priming.to_le_bytes());
+    hasher.update(config.ladder.spec().as_bytes());
+    hasher.update(&config.segment_seconds.to_le_bytes());
+    hasher.update(&config.first_segment_seconds.to_le_bytes());
+    hasher.update(&[u8::from(config.afterburner)]);
+    hasher.finalize()
 }
 
 /// One encoder per rung of the ladder, at the output rate.
@@ -274,7 +295,7 @@ fn track_record(
 fn stage_manifests(staged: &StagedTrack, record: &TrackRecord) -> Result<(), IngestError> {
     for r in &record.renditions {
         staged.write(
-            Path::new(&r.dir).join(&r.playlist),
+            &format!("{}/{}", r.dir, r.playlist),
             manifest::render_media_playlist(record, r).as_bytes(),
         )?;
     }

@@ -1,7 +1,8 @@
 //! One rendition of the ladder: its encoder thread turns the shared PCM stream into access
 //! units, cuts them into the common segment plan and writes the media segments; once the
-//! input is complete, the init segment is written and the store names the directory after a
-//! hash of every byte in it (so any change of bytes changes every URL under it).
+//! input is complete, the init segment is written. The directory is named from the start after
+//! a hash of everything that decides its bytes (so segments go to their final keys as they are
+//! encoded, and a change of inputs or software changes every URL under it).
 
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -75,10 +76,15 @@ pub(crate) fn encode_rendition(
     rx: Receiver<Message>,
     priming: u64,
     plan: SegmentPlan,
+    packaging_inputs: &blake3::Hash,
     staged: &StagedTrack,
 ) -> Result<EncodedRendition, IngestError> {
     let info = encoder.info().clone();
-    let files = staged.begin_rendition(&rung.id())?;
+    let rendition_inputs = blake3::Hasher::new()
+        .update(packaging_inputs.as_bytes())
+        .update(rung.id().as_bytes())
+        .finalize();
+    let files = staged.begin_rendition(&rung.id(), &rendition_inputs)?;
     let mut w = RenditionWriter {
         staged,
         segmenter: Segmenter::new(plan, info.frame_length, u64::MAX),
@@ -140,12 +146,11 @@ fn write_segment(
 ) -> Result<(), IngestError> {
     let bytes = fmp4::write_media_segment(segment)?;
     out.segment_sizes.push(bytes.len() as u64);
-    staged.put_segment(&mut out.files, segment.index, &bytes)?;
+    staged.put_segment(&out.files, segment.index, &bytes)?;
     Ok(())
 }
 
-/// Writes the init segment, has the store name the rendition directory after a hash of its
-/// bytes, and returns the record.
+/// Writes the init segment and returns the record.
 pub(crate) fn finish_rendition(
     staged: &StagedTrack,
     r: EncodedRendition,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ErrorReport, IngestError, IngestErrorKind};
 use super::pipeline::{IngestOutcome, Progress, ingest_file};
 use crate::config::{IngestConfig, WorkerConfig};
-use crate::store::LibraryLayout;
+use crate::store::Library;
 
 /// The last line a worker prints.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ pub fn ingest_in_worker(
     file: &Path,
     config: &IngestConfig,
     worker: &WorkerConfig,
-    layout: &LibraryLayout,
+    library: &Library,
     progress: &dyn Progress,
 ) -> Result<IngestOutcome, IngestError> {
     // The worker runs under the limits of `worker`, whatever `config.worker` says.
@@ -133,7 +133,7 @@ pub fn ingest_in_worker(
         ))),
         _ => {
             // Died without a verdict: whatever it staged is swept (its lock is free now).
-            layout.sweep_staging();
+            library.sweep_staging();
             let tail = tail.into_inner().unwrap_or_else(|p| p.into_inner());
             let stderr = String::from_utf8_lossy(&tail);
             let last = stderr
@@ -263,9 +263,9 @@ fn run_worker(file: &Path, settings: &str) -> Result<IngestOutcome, IngestError>
         .ok_or_else(|| IngestError::Internal("the worker got no memory limit".into()))?;
     limit_memory(memory_bytes)
         .map_err(|e| IngestError::Internal(format!("cannot limit the worker's memory: {e}")))?;
-    let layout = LibraryLayout::new(&config.library);
+    let library = Library::new(&config.library, None)?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ingest_file(file, &config, &layout, &StdoutProgress)
+        ingest_file(file, &config, &library, &StdoutProgress)
     }))
     .unwrap_or_else(|panic| {
         Err(IngestError::Internal(format!(

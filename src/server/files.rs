@@ -34,6 +34,8 @@ use super::http::respond::Entity;
 use super::metrics::Metrics;
 use super::paths::MediaPath;
 use super::zerocopy::{FdBudget, MIN_ZERO_COPY_BYTES};
+use crate::store::Bucket;
+use crate::store::layout::TRACKS_DIR;
 
 /// Cache-Control of content-addressed files (everything inside a rendition directory).
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -74,11 +76,22 @@ impl Weighter<String, CachedFile> for ByBytes {
     }
 }
 
+/// Where a [`FileStore`] reads files from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A local library's `tracks` directory.
+    Dir(PathBuf),
+    /// A bucket library.
+    Bucket(Bucket),
+}
+
 /// The media files of a library.
 #[derive(Debug)]
 pub struct FileStore {
-    /// Canonical `<library>/tracks`.
+    /// Canonical `<library>/tracks` (unused for a bucket).
     tracks: PathBuf,
+    /// The bucket of a bucket library.
+    bucket: Option<Bucket>,
     cache: Option<Cache<String, CachedFile, ByBytes>>,
     metrics: Arc<Metrics>,
     /// Open descriptors cached segments may keep, to be sent without a copy; `None`: none.
@@ -86,9 +99,13 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// A store over `tracks_dir` (which must exist) with a cache of about `cache_bytes` (0: none).
-    pub fn new(tracks_dir: &Path, cache_bytes: u64, metrics: Arc<Metrics>) -> io::Result<Self> {
-        let tracks = fs::canonicalize(tracks_dir)?;
+    /// A store over `source` (a directory must exist) with a cache of about `cache_bytes`
+    /// (0: none).
+    pub fn new(source: Source, cache_bytes: u64, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let (tracks, bucket) = match source {
+            Source::Dir(dir) => (fs::canonicalize(dir)?, None),
+            Source::Bucket(bucket) => (PathBuf::new(), Some(bucket)),
+        };
         // Segments are ~16-130 KB: the item estimate only sizes the cache's tables.
         let cache = (cache_bytes > 0).then(|| {
             Cache::with_weighter(
@@ -99,6 +116,7 @@ impl FileStore {
         });
         Ok(FileStore {
             tracks,
+            bucket,
             cache,
             metrics,
             fd_budget: None,
@@ -133,6 +151,9 @@ impl FileStore {
         if let Some(entity) = self.cached(&path) {
             return Ok(entity);
         }
+        if let Some(bucket) = &self.bucket {
+            return self.load_from_bucket(bucket, &path).await;
+        }
         let store = Arc::clone(self);
         tokio::task::spawn_blocking(move || store.load_blocking(&path))
             .await
@@ -159,28 +180,13 @@ impl FileStore {
         handle
             .read_to_end(&mut bytes)
             .map_err(|e| not_found_or(e, &file))?;
-        let cache_control = if path.immutable {
-            IMMUTABLE
-        } else {
-            ENTRY_POINT
-        };
         let held = match &self.fd_budget {
             Some(budget) if path.immutable && bytes.len() >= MIN_ZERO_COPY_BYTES => {
                 budget.hold(handle)
             }
             _ => None,
         };
-        let mut entity = Entity::new(
-            path.kind.content_type(),
-            cache_control,
-            Bytes::from(bytes),
-            meta.modified().ok(),
-        )
-        .sent_from(held);
-        if path.kind.compressible() {
-            entity = entity.compressible(Effort::Once);
-        }
-        let entity = Arc::new(entity);
+        let entity = Arc::new(self.entity(path, Bytes::from(bytes), meta.modified().ok(), held));
         if let Some(cache) = &self.cache {
             let cached = CachedFile {
                 fingerprint,
@@ -190,6 +196,67 @@ impl FileStore {
             self.metrics.set_cache_bytes(cache.weight());
         }
         Ok(entity)
+    }
+
+    /// The object at `path` from the bucket (every object of a bucket library is written
+    /// create-only, so a cached one never needs revalidation).
+    async fn load_from_bucket(
+        &self,
+        bucket: &Bucket,
+        path: &MediaPath,
+    ) -> Result<Arc<Entity>, ApiError> {
+        let key = path.key();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+            self.metrics.cache_hit();
+            return Ok(hit.entity);
+        }
+        self.metrics.cache_miss();
+        let object_key = format!("{TRACKS_DIR}/{key}");
+        let fetched = match bucket.get(&object_key).await {
+            Ok(Some(fetched)) => fetched,
+            Ok(None) => return Err(ApiError::NotFound),
+            Err(e) => {
+                tracing::warn!(error = %e, "bucket read failed");
+                return Err(ApiError::Unavailable(
+                    "the library's storage is unavailable".into(),
+                ));
+            }
+        };
+        let entity = Arc::new(self.entity(path, fetched.body, Some(fetched.last_modified), None));
+        if let Some(cache) = &self.cache {
+            let cached = CachedFile {
+                fingerprint: Fingerprint {
+                    len: entity.body.len() as u64,
+                    modified: entity.last_modified,
+                    inode: 0,
+                },
+                entity: Arc::clone(&entity),
+            };
+            cache.insert(key, cached);
+            self.metrics.set_cache_bytes(cache.weight());
+        }
+        Ok(entity)
+    }
+
+    /// The entity of file `path` with content `body`.
+    fn entity(
+        &self,
+        path: &MediaPath,
+        body: Bytes,
+        modified: Option<SystemTime>,
+        held: Option<Arc<super::zerocopy::HeldFile>>,
+    ) -> Entity {
+        let cache_control = if path.immutable {
+            IMMUTABLE
+        } else {
+            ENTRY_POINT
+        };
+        let mut entity =
+            Entity::new(path.kind.content_type(), cache_control, body, modified).sent_from(held);
+        if path.kind.compressible() {
+            entity = entity.compressible(Effort::Once);
+        }
+        entity
     }
 
     /// The canonical path of `path`, if it exists inside its track directory.
@@ -232,7 +299,8 @@ mod tests {
         )
         .unwrap();
         fs::write(tmp.path().join("secret.json"), b"{}").unwrap();
-        let store = FileStore::new(&tmp.path().join("tracks"), cache_bytes, Default::default());
+        let tracks = Source::Dir(tmp.path().join("tracks"));
+        let store = FileStore::new(tracks, cache_bytes, Default::default());
         (tmp, Arc::new(store.unwrap()))
     }
 

@@ -47,7 +47,6 @@ pub mod zerocopy;
 
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -64,11 +63,11 @@ use tracing::Level;
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::ServeConfig;
-use crate::store::{LibraryLayout, StoreError};
+use crate::store::{Library, StoreError};
 use conn::ConnLimits;
 use control::ControlHub;
 use error::ApiError;
-use files::FileStore;
+use files::{FileStore, Source};
 use http::cors::Cors;
 use metrics::Metrics;
 use signing::Signer;
@@ -80,11 +79,11 @@ const LIBRARY_POLL: Duration = Duration::from_secs(1);
 /// Errors that stop the server from starting or running; none is recoverable by retrying.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The library directory cannot be created or read.
-    #[error("library {path}: {source}")]
+    /// The library cannot be created or read.
+    #[error("library {location}: {source}")]
     Library {
-        /// Library root.
-        path: PathBuf,
+        /// The library's directory or bucket URL.
+        location: String,
         /// Why.
         #[source]
         source: StoreError,
@@ -141,27 +140,28 @@ impl AppState {
     /// Opens the library of `config` (creating it if needed) and its catalog (which reconciles
     /// the index with the track directories: blocking work, done once at startup).
     pub fn new(config: &ServeConfig) -> Result<Self, ServerError> {
-        let layout = LibraryLayout::new(&config.library);
         let library_error = |source| ServerError::Library {
-            path: config.library.clone(),
+            location: config.library.to_string(),
             source,
         };
-        layout.create().map_err(library_error)?;
-        let catalog = Catalog::open_readable(&layout)?;
+        let library =
+            Library::new(&config.library, config.cache_dir.as_deref()).map_err(library_error)?;
+        library.open_for_reading().map_err(library_error)?;
+        let catalog = Catalog::open_readable(&library)?;
         let metrics = Arc::new(Metrics::new());
-        let files = FileStore::new(
-            &layout.tracks_dir(),
-            config.cache_bytes,
-            Arc::clone(&metrics),
-        )
-        .map_err(|source| ServerError::Io {
-            op: "open the tracks directory",
-            source,
-        })?
-        // Beyond the connections: the catalog, files being read, ingest children, log files.
-        .sending_files(Arc::new(FdBudget::for_server(
-            config.conn_limits.max_connections + 1024,
-        )));
+        let source = match &library {
+            Library::Local(layout) => Source::Dir(layout.tracks_dir()),
+            Library::Bucket { bucket, .. } => Source::Bucket(bucket.clone()),
+        };
+        let files = FileStore::new(source, config.cache_bytes, Arc::clone(&metrics))
+            .map_err(|source| ServerError::Io {
+                op: "open the tracks directory",
+                source,
+            })?
+            // Beyond the connections: the catalog, files being read, ingest children, log files.
+            .sending_files(Arc::new(FdBudget::for_server(
+                config.conn_limits.max_connections + 1024,
+            )));
         let origin = HeaderValue::from_str(&config.cors_origin)
             .map_err(|_| ServerError::CorsOrigin(config.cors_origin.clone()))?;
         let shared = Shared {

@@ -10,7 +10,7 @@
 //!   tracks/<id>/                    id: 24 lowercase hex digits of a hash of the source
 //!     track.json                    the record: the truth, never served
 //!     master.m3u8  manifest.mpd  waveform.json  cover.<jpg|png|gif|webp>
-//!     <rendition id>.<hash>/        hash: 12 lowercase hex digits of a hash of its bytes
+//!     <rendition id>.<hash>/        hash: 12 lowercase hex digits of a hash of its inputs
 //!       init.mp4  media.m3u8  1.m4s  2.m4s ...
 //! ```
 
@@ -42,6 +42,11 @@ pub const MEDIA_PLAYLIST_FILE: &str = "media.m3u8";
 /// Media segment file names as a DASH template (ISO/IEC 23009-1 5.3.9.4.4): `$Number$` is
 /// the 1-based segment number.
 pub const SEGMENT_TEMPLATE: &str = concat!("$Number$", segment_extension!());
+
+/// The generation of the packaging code: part of every rendition directory's name (with
+/// segue's version), so a change of code that changes output bytes changes every URL under it.
+/// Bump it with any such change; `tests/determinism.rs` fails until then.
+pub const PACKAGING_GENERATION: u32 = 1;
 
 /// Hex digits of a track id (96 bits of the source's hash: no collision in any real library).
 pub const TRACK_ID_DIGITS: usize = 24;
@@ -77,7 +82,8 @@ pub fn is_track_id(name: &str) -> bool {
     name.len() == TRACK_ID_DIGITS && is_lower_hex(name)
 }
 
-/// Name of the directory of rendition `rendition_id` whose bytes hash to `hash`.
+/// Name of the directory of rendition `rendition_id` whose inputs (everything that decides its
+/// bytes: the source, the ladder, the segment plan, the software versions) hash to `hash`.
 pub fn rendition_dir(rendition_id: &str, hash: &blake3::Hash) -> String {
     format!("{rendition_id}.{}", &hash.to_hex()[..RENDITION_HASH_DIGITS])
 }
@@ -94,12 +100,6 @@ pub fn is_rendition_dir(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && hash.len() == RENDITION_HASH_DIGITS
         && is_lower_hex(hash)
-}
-
-/// Name (inside a staging directory) of the directory rendition `rendition_id` is written
-/// into before its hash is known.
-pub(super) fn partial_rendition_dir(rendition_id: &str) -> String {
-    format!("{rendition_id}.partial")
 }
 
 /// Name (inside [`STAGING_DIR`]) of staging directory `sequence` of process `pid` for track
@@ -125,7 +125,7 @@ mod tests {
         assert!(is_track_id(&id));
         let dir = rendition_dir("aac-lc-128k", &hash);
         assert!(is_rendition_dir(&dir), "{dir}");
-        assert!(!is_rendition_dir(&partial_rendition_dir("aac-lc-128k")));
+        assert!(!is_rendition_dir("aac-lc-128k.partial"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Where bytes live: the library directory, its [`layout`] (every name and id format), and the
-//! atomic [`staging`] of tracks.
+//! Where bytes live: a [`Library`] in a local directory or an S3-compatible [`bucket`]
+//! (named by a [`location`]), its [`layout`] (every name and id format, the same in both), and
+//! the atomic [`staging`] of tracks (uploads to a bucket: [`upload`]).
 //!
 //! A track is written into a private staging directory and moved into the library with one
 //! `rename(2)` only once every file is complete and synced, so a reader (or a crash) never
@@ -10,10 +11,17 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod bucket;
 pub mod layout;
+pub mod library;
+pub mod location;
 pub mod staging;
+mod upload;
 
+pub use bucket::{Bucket, BucketError};
 pub use layout::{CATALOG_FILE, TRACK_RECORD_FILE, is_track_id};
+pub use library::Library;
+pub use location::{BucketUrl, LibraryLocation};
 pub use staging::{StagedRendition, StagedTrack};
 
 /// Errors of the store layer; none are recoverable by retrying the same call.
@@ -43,6 +51,12 @@ pub enum StoreError {
     /// The track is already in the library (another ingest finished it first).
     #[error("track {0} already exists in the library")]
     AlreadyExists(String),
+    /// A bucket request failed, or the bucket is not usable.
+    #[error(transparent)]
+    Bucket(Box<BucketError>),
+    /// An upload into the bucket failed (the first failure's message).
+    #[error("upload: {0}")]
+    Upload(String),
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -190,7 +204,7 @@ mod tests {
         let (_tmp, layout) = library();
         let staged = layout.stage_track(ID).unwrap();
         staged.write("a/b.txt", b"x").unwrap();
-        let dir = staged.dir().to_path_buf();
+        let dir = staged.dir().unwrap().to_path_buf();
         drop(staged);
         assert!(!dir.exists());
         assert!(layout.track_ids().unwrap().is_empty());
@@ -210,19 +224,19 @@ mod tests {
     }
 
     #[test]
-    fn rendition_directory_is_named_after_its_bytes() {
+    fn rendition_directory_is_named_after_its_inputs() {
         let (_tmp, layout) = library();
         let staged = layout.stage_track(ID).unwrap();
-        let mut rendition = staged.begin_rendition("aac-lc-128k").unwrap();
-        staged.put_segment(&mut rendition, 0, b"one").unwrap();
-        staged.put_segment(&mut rendition, 1, b"two").unwrap();
+        let hash = blake3::hash(b"inputs");
+        let rendition = staged.begin_rendition("aac-lc-128k", &hash).unwrap();
+        staged.put_segment(&rendition, 0, b"one").unwrap();
+        staged.put_segment(&rendition, 1, b"two").unwrap();
         let dir = staged.finish_rendition(rendition, b"init").unwrap();
-        let hash = blake3::hash(b"onetwoinit");
         assert_eq!(dir, layout::rendition_dir("aac-lc-128k", &hash));
-        let files = staged.dir().join(&dir);
+        let files = staged.dir().unwrap().join(&dir);
         let names = ["1.m4s", "2.m4s", layout::INIT_SEGMENT_FILE];
         assert!(names.iter().all(|n| files.join(n).is_file()));
-        assert_eq!(fs::read_dir(staged.dir()).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(staged.dir().unwrap()).unwrap().count(), 1);
     }
 
     #[test]
@@ -234,7 +248,10 @@ mod tests {
         let dead = layout.staging_dir().join(name);
         fs::create_dir_all(dead.join("aac-lc-128k.partial")).unwrap();
         layout.sweep_staging();
-        assert!(live.dir().is_dir(), "a live staging directory was swept");
+        assert!(
+            live.dir().unwrap().is_dir(),
+            "a live staging directory was swept"
+        );
         assert!(!dead.exists(), "an unlocked staging directory stayed");
         drop(live);
         assert_eq!(staging_entries(&layout), 0);

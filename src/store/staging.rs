@@ -1,6 +1,7 @@
 //! Atomic staging of a track, and the sweep of staging left by dead writers.
 //!
-//! A track is written into a private directory under `<library>/.staging/` and moved into
+//! In a bucket library a track is uploaded as it is written and its record last
+//! ([`super::upload`]); in a local library it is written into a private directory under `<library>/.staging/` and moved into
 //! `<library>/tracks/<id>` with one `rename(2)` once every file is complete and synced, so a
 //! reader (or a crash) never sees half a track.
 //!
@@ -29,7 +30,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use rustix::fs::{FlockOperation, flock};
 use rustix::io::Errno;
 
+use super::bucket::Bucket;
 use super::layout::{self, INIT_SEGMENT_FILE};
+use super::upload::Uploads;
 use super::{StoreError, io_err};
 
 /// How often a writer makes a new staging directory when sweepers keep taking them.
@@ -38,26 +41,35 @@ const STAGE_ATTEMPTS: u32 = 8;
 /// Numbers the staging directories of this process, so their names never repeat.
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
-/// A track being written; removed on drop unless [`StagedTrack::commit`] moved it into place.
+/// A track being written: into a private staging directory moved into the library by
+/// [`StagedTrack::commit`] (removed on drop otherwise), or into a bucket ([`super::upload`]).
 #[derive(Debug)]
 pub struct StagedTrack {
+    id: String,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Dir(DirStage),
+    Bucket(Uploads),
+}
+
+/// A staging directory of a local library.
+#[derive(Debug)]
+struct DirStage {
     dir: PathBuf,
     target: PathBuf,
-    id: String,
     committed: bool,
     /// The open directory whose `flock` says this staging is live; released when dropped
     /// (after [`Drop::drop`] removed the directory, so no sweeper races the removal).
     _lock: fs::File,
 }
 
-/// One rendition being written into a [`StagedTrack`]: a handle on its partial directory and
-/// the hash of every byte written to it, which [`StagedTrack::finish_rendition`] names the
-/// directory after (so any change of bytes changes every URL under it).
+/// One rendition being written into a [`StagedTrack`], under the directory name it will keep.
 #[derive(Debug)]
 pub struct StagedRendition {
-    id: String,
-    partial: String,
-    hasher: blake3::Hasher,
+    name: String,
 }
 
 impl StagedTrack {
@@ -76,12 +88,15 @@ impl StagedTrack {
             }
             // `None`: a sweeper took the directory before we locked it; start again.
             if let Some(lock) = lock_dir(&dir).map_err(io_err("lock directory", &dir))? {
-                return Ok(StagedTrack {
+                let stage = DirStage {
                     dir,
                     target,
-                    id: id.to_string(),
                     committed: false,
                     _lock: lock,
+                };
+                return Ok(StagedTrack {
+                    id: id.to_string(),
+                    sink: Sink::Dir(stage),
                 });
             }
         }
@@ -92,66 +107,88 @@ impl StagedTrack {
         })
     }
 
-    /// The staging directory files are written into.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Starts writing track `id` into `bucket`.
+    pub(super) fn in_bucket(bucket: Bucket, id: &str) -> Self {
+        StagedTrack {
+            id: id.to_string(),
+            sink: Sink::Bucket(Uploads::new(bucket, id)),
+        }
     }
 
-    /// Writes `bytes` to `relative` inside the staging directory, creating parent directories.
-    pub fn write(&self, relative: impl AsRef<Path>, bytes: &[u8]) -> Result<(), StoreError> {
-        write_file(&self.dir.join(relative), bytes)
+    /// The staging directory files are written into (`None` for a bucket).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.sink {
+            Sink::Dir(stage) => Some(&stage.dir),
+            Sink::Bucket(_) => None,
+        }
     }
 
-    /// Starts rendition `rendition_id`: creates its partial directory.
-    pub fn begin_rendition(&self, rendition_id: &str) -> Result<StagedRendition, StoreError> {
-        let partial = layout::partial_rendition_dir(rendition_id);
-        let dir = self.dir.join(&partial);
-        fs::create_dir(&dir).map_err(io_err("create directory", &dir))?;
-        Ok(StagedRendition {
-            id: rendition_id.to_string(),
-            partial,
-            hasher: blake3::Hasher::new(),
-        })
+    /// Writes `bytes` as the track's file `relative` (a `/`-separated name inside the track
+    /// directory), creating parent directories.
+    pub fn write(&self, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        match &self.sink {
+            Sink::Dir(stage) => write_file(&stage.dir.join(relative), bytes),
+            Sink::Bucket(uploads) => uploads.put(relative, bytes),
+        }
     }
 
-    /// Writes media segment `index` (0-based) of `rendition`; segments are hashed in the
-    /// order they are put.
+    /// Starts rendition `rendition_id`, whose bytes are decided by inputs hashing to `inputs`
+    /// ([`layout::rendition_dir`]): its directory name is known before any byte is written, so
+    /// each segment goes to its final key as soon as it is encoded.
+    pub fn begin_rendition(
+        &self,
+        rendition_id: &str,
+        inputs: &blake3::Hash,
+    ) -> Result<StagedRendition, StoreError> {
+        let name = layout::rendition_dir(rendition_id, inputs);
+        if let Sink::Dir(stage) = &self.sink {
+            let dir = stage.dir.join(&name);
+            fs::create_dir(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        Ok(StagedRendition { name })
+    }
+
+    /// Writes media segment `index` (0-based) of `rendition`.
     pub fn put_segment(
         &self,
-        rendition: &mut StagedRendition,
+        rendition: &StagedRendition,
         index: usize,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        rendition.hasher.update(bytes);
-        let path = self
-            .dir
-            .join(&rendition.partial)
-            .join(layout::segment_name(index));
-        write_new_file(&path, bytes)
+        let relative = format!("{}/{}", rendition.name, layout::segment_name(index));
+        match &self.sink {
+            Sink::Dir(stage) => write_new_file(&stage.dir.join(relative), bytes),
+            Sink::Bucket(uploads) => uploads.put(&relative, bytes),
+        }
     }
 
-    /// Writes the init segment of `rendition` and names its directory after the hash of its
-    /// bytes (segments in order, then the init segment); returns that name, relative to the
+    /// Writes the init segment of `rendition`; returns its directory name, relative to the
     /// track directory.
     pub fn finish_rendition(
         &self,
-        mut rendition: StagedRendition,
+        rendition: StagedRendition,
         init: &[u8],
     ) -> Result<String, StoreError> {
-        let from = self.dir.join(&rendition.partial);
-        write_new_file(&from.join(INIT_SEGMENT_FILE), init)?;
-        rendition.hasher.update(init);
-        let name = layout::rendition_dir(&rendition.id, &rendition.hasher.finalize());
-        let to = self.dir.join(&name);
-        fs::rename(&from, &to).map_err(io_err("rename rendition directory", &to))?;
-        Ok(name)
+        self.write(&format!("{}/{INIT_SEGMENT_FILE}", rendition.name), init)?;
+        Ok(rendition.name)
     }
 
-    /// Syncs every file and moves the track into the library in one rename.
-    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
+    /// Makes the track visible, whole, at once: a directory is synced and moved into the
+    /// library in one rename; in a bucket the record is written last, create-only.
+    /// [`StoreError::AlreadyExists`] when another writer committed the track first.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        match &mut self.sink {
+            Sink::Dir(stage) => stage.commit(&self.id),
+            Sink::Bucket(uploads) => uploads.commit(),
+        }
+    }
+}
+
+impl DirStage {
+    fn commit(&mut self, id: &str) -> Result<(), StoreError> {
         sync_tree(&self.dir)?;
         if self.target.exists() {
-            return Err(StoreError::AlreadyExists(self.id.clone()));
+            return Err(StoreError::AlreadyExists(id.to_string()));
         }
         // Still locked: no sweeper can take the directory between the checks and the rename.
         fs::rename(&self.dir, &self.target)
@@ -161,11 +198,11 @@ impl StagedTrack {
             let _ = fs::File::open(parent).and_then(|d| d.sync_all());
         }
         self.committed = true;
-        Ok(self.target.clone())
+        Ok(())
     }
 }
 
-impl Drop for StagedTrack {
+impl Drop for DirStage {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.dir);

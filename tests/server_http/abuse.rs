@@ -11,7 +11,8 @@ use super::support::*;
 
 async fn limited(limits: ConnLimits) -> (Fixture, Running) {
     let fixture = Fixture::new(SECONDS).await;
-    let mut config = ServeConfig::new(fixture.lib.library(), "127.0.0.1:0", "*", 64).unwrap();
+    let mut config =
+        ServeConfig::new(fixture.lib.library().into(), "127.0.0.1:0", "*", 64).unwrap();
     config.conn_limits = limits;
     let server = Running::start_config(config).await;
     (fixture, server)

@@ -83,7 +83,7 @@ async fn cached_segments_get_the_routers_answer_from_the_hot_path() {
 async fn signed_urls_of_cached_segments_take_the_hot_path_only_with_a_valid_token() {
     const KEY: &str = "an-operator-secret-of-32-bytes!!";
     let fx = Fixture::new(SECONDS).await;
-    let config = ServeConfig::new(fx.lib.library(), "127.0.0.1:0", "*", 64)
+    let config = ServeConfig::new(fx.lib.library().into(), "127.0.0.1:0", "*", 64)
         .unwrap()
         .with_signing(KEY, 3600)
         .unwrap();

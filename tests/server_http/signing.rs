@@ -13,7 +13,7 @@ const KEY: &str = "an-operator-secret-of-32-bytes!!";
 
 async fn signed_setup() -> (Fixture, Running) {
     let fixture = Fixture::new(SECONDS).await;
-    let config = ServeConfig::new(fixture.lib.library(), "127.0.0.1:0", "*", 64)
+    let config = ServeConfig::new(fixture.lib.library().into(), "127.0.0.1:0", "*", 64)
         .unwrap()
         .with_signing(KEY, 3600)
         .unwrap();

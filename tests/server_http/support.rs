@@ -29,8 +29,13 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 /// Generates a `seconds`-long 48 kHz WAV named `name` and ingests it into `lib`; returns its id.
 pub fn ingest(lib: &TempLibrary, name: &str, seconds: f64) -> String {
     let input = make_wav(&lib.inputs(), name, 48_000, seconds);
-    let config =
-        IngestConfig::new(lib.library(), DEFAULT_LADDER, DEFAULT_SEGMENT_SECONDS, None).unwrap();
+    let config = IngestConfig::new(
+        lib.library().into(),
+        DEFAULT_LADDER,
+        DEFAULT_SEGMENT_SECONDS,
+        None,
+    )
+    .unwrap();
     let reports = ingest_batch(&[input], &config, &QuietObserver).unwrap();
     match &reports[0].result {
         Ok(outcome) => outcome.id().to_string(),
@@ -103,8 +108,13 @@ impl Running {
 
     /// Starts `serve` with the given CORS origin and cache size.
     pub async fn start_with(library: &Path, cors_origin: &str, cache_mib: u64) -> Running {
-        let config =
-            ServeConfig::new(library.to_path_buf(), "127.0.0.1:0", cors_origin, cache_mib).unwrap();
+        let config = ServeConfig::new(
+            library.to_path_buf().into(),
+            "127.0.0.1:0",
+            cors_origin,
+            cache_mib,
+        )
+        .unwrap();
         Running::start_config(config).await
     }
 

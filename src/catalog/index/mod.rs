@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params_fro
 use rustix::io::Errno;
 
 use crate::catalog::model::TrackRecord;
-use crate::store::{LibraryLayout, StoreError, TRACK_RECORD_FILE};
+use crate::store::{Library, StoreError};
 
 /// Version of the index schema; a database stamped otherwise is recreated on open.
 const SCHEMA_VERSION: i64 = 1;
@@ -114,7 +114,7 @@ pub struct TrackPage {
 /// A handle on the catalog index of one library; several handles may share a library.
 pub struct Catalog {
     conn: Connection,
-    layout: LibraryLayout,
+    library: Library,
     path: PathBuf,
     fts: bool,
 }
@@ -170,41 +170,41 @@ fn os_cause(os: &Option<io::Error>) -> String {
 
 impl Catalog {
     /// Opens (creating if needed) `<library>/catalog.sqlite` in WAL mode with a busy timeout (5 s), creates the schema, and runs `reconcile()`.
-    pub fn open(layout: &LibraryLayout) -> Result<Self, CatalogError> {
-        Self::open_with(layout, true)
+    pub fn open(library: impl Into<Library>) -> Result<Self, CatalogError> {
+        Self::open_with(&library.into(), true)
     }
 
-    fn open_with(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
-        layout.create_root()?;
+    fn open_with(library: &Library, allow_fts: bool) -> Result<Self, CatalogError> {
+        library.create_root()?;
         let corrupt = [ErrorCode::NotADatabase, ErrorCode::DatabaseCorrupt];
-        match Self::connect(layout, allow_fts) {
+        match Self::connect(library, allow_fts) {
             Err(CatalogError::Sqlite { source, .. })
                 if source
                     .sqlite_error_code()
                     .is_some_and(|c| corrupt.contains(&c)) =>
             {
-                move_aside(&layout.catalog_path(), &source)?;
-                Self::connect(layout, allow_fts)
+                move_aside(&library.catalog_path(), &source)?;
+                Self::connect(library, allow_fts)
             }
             other => other,
         }
     }
 
-    fn connect(layout: &LibraryLayout, allow_fts: bool) -> Result<Self, CatalogError> {
-        let path = layout.catalog_path();
+    fn connect(library: &Library, allow_fts: bool) -> Result<Self, CatalogError> {
+        let path = library.catalog_path();
         let conn = Connection::open(&path).at(&path)?;
-        Self::index(conn, layout, allow_fts)
+        Self::index(conn, library, allow_fts)
     }
 
     /// Makes `conn` the reconciled index of `layout` (schema, then reconcile).
-    fn index(mut conn: Connection, layout: &LibraryLayout, allow_fts: bool) -> Res<Self> {
-        let path = layout.catalog_path();
+    fn index(mut conn: Connection, library: &Library, allow_fts: bool) -> Res<Self> {
+        let path = library.catalog_path();
         let fts = setup(&mut conn, allow_fts)
             .at(&path)
             .map_err(|e| with_os_cause(&conn, e))?;
         let mut catalog = Catalog {
             conn,
-            layout: layout.clone(),
+            library: library.clone(),
             path,
             fts,
         };
@@ -220,9 +220,9 @@ impl Catalog {
     /// Drops and rebuilds the whole index from the directories.
     pub fn rebuild(&mut self) -> Result<ReconcileReport, CatalogError> {
         let fts = self.fts;
-        self.write(|tx, layout, path| {
+        self.write(|tx, library, path| {
             create_schema(tx, fts).at(path)?;
-            reconcile_in(tx, layout, path)
+            reconcile_in(tx, library, path)
         })
     }
 
@@ -326,13 +326,13 @@ impl Catalog {
     }
 
     /// Runs `f` in one immediate (write-locking) transaction and commits it.
-    fn write<T>(&mut self, f: impl FnOnce(&Connection, &LibraryLayout, &Path) -> Res<T>) -> Res<T> {
+    fn write<T>(&mut self, f: impl FnOnce(&Connection, &Library, &Path) -> Res<T>) -> Res<T> {
         let (conn, path) = (&self.conn, self.path.as_path());
         let run = || {
             // `&mut self` already makes this the only transaction on the connection; the
             // shared borrow lets a failure read the connection's OS error.
             let tx = Transaction::new_unchecked(conn, Immediate).at(path)?;
-            let out = f(&tx, &self.layout, path)?;
+            let out = f(&tx, &self.library, path)?;
             tx.commit().at(path)?;
             Ok(out)
         };
@@ -371,11 +371,22 @@ fn create_schema(conn: &Connection, fts: bool) -> rusqlite::Result<()> {
 }
 
 /// The reconcile pass proper, inside the caller's transaction.
-fn reconcile_in(conn: &Connection, layout: &LibraryLayout, path: &Path) -> Res<ReconcileReport> {
+fn reconcile_in(conn: &Connection, library: &Library, path: &Path) -> Res<ReconcileReport> {
     let mut report = ReconcileReport::default();
     let mut present = HashSet::new();
-    for id in layout.track_ids()? {
-        match read_record(layout, &id) {
+    // Records that never change need not be read again once indexed (one request each in a
+    // bucket): only new ids are read.
+    let indexed: HashSet<String> = if library.records_are_immutable() {
+        indexed_ids(conn).at(path)?
+    } else {
+        HashSet::new()
+    };
+    for id in library.track_ids()? {
+        if indexed.contains(&id) {
+            present.insert(id);
+            continue;
+        }
+        match read_record(library, &id) {
             Ok(Some(json)) => {
                 report.added += usize::from(sync(conn, &id, &json).at(path)?);
                 present.insert(id);
@@ -395,16 +406,22 @@ fn reconcile_in(conn: &Connection, layout: &LibraryLayout, path: &Path) -> Res<R
 }
 
 /// The canonical JSON of `tracks/<id>/track.json`: `None` if it vanished, `Err` if unusable.
-fn read_record(layout: &LibraryLayout, id: &str) -> Result<Option<String>, Box<dyn Error>> {
-    let bytes = match fs::read(layout.track_dir(id).join(TRACK_RECORD_FILE)) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        read => read?,
+fn read_record(library: &Library, id: &str) -> Result<Option<String>, Box<dyn Error>> {
+    let Some(bytes) = library.read_record(id)? else {
+        return Ok(None);
     };
     let record: TrackRecord = serde_json::from_slice(&bytes)?;
     if record.id != id {
         return Err(format!("it names another id: {}", record.id).into());
     }
     Ok(Some(serde_json::to_string(&record)?))
+}
+
+/// The ids in the index.
+fn indexed_ids(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    let mut select = conn.prepare_cached("SELECT id FROM tracks")?;
+    let ids = select.query_map([], |r| r.get(0))?;
+    ids.collect()
 }
 
 /// Indexes `json` unless the stored copy is identical; returns whether it wrote.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{At, Catalog, CatalogError, Res, io_err, stamp};
-use crate::store::LibraryLayout;
+use crate::store::Library;
 
 impl Catalog {
     /// Opens the catalog of a reader (`segue serve`, `segue list`): [`Catalog::open`] when the
@@ -20,7 +20,8 @@ impl Catalog {
     /// list exactly the track directories, an index is built in memory from the track
     /// directories (the truth). Such a catalog shows the library as it was when opened, unless
     /// a writer elsewhere keeps the WAL files present.
-    pub fn open_readable(layout: &LibraryLayout) -> Result<Self, CatalogError> {
+    pub fn open_readable(layout: impl Into<Library>) -> Result<Self, CatalogError> {
+        let layout = &layout.into();
         if layout.is_writable() {
             match Self::open(layout) {
                 Ok(catalog) => return Ok(catalog),
@@ -41,7 +42,7 @@ impl Catalog {
 
     /// Opens the database file without writing: `mode=ro`, else `immutable=1`; `None` if its
     /// schema is not the current one.
-    pub(super) fn connect_read_only(layout: &LibraryLayout) -> Res<Option<Self>> {
+    pub(super) fn connect_read_only(layout: &Library) -> Res<Option<Self>> {
         let path = layout.catalog_path();
         let uri = sqlite_uri(&path).map_err(io_err("resolve", &path))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -59,10 +60,9 @@ impl Catalog {
             v if v == stamp(false) => false,
             _ => return Ok(None),
         };
-        let layout = layout.clone();
         Ok(Some(Catalog {
             conn,
-            layout,
+            library: layout.clone(),
             path,
             fts,
         }))

@@ -2,6 +2,7 @@
 use super::read_only::sqlite_uri;
 use super::*;
 use crate::catalog::model::test_record;
+use crate::store::{LibraryLayout, TRACK_RECORD_FILE};
 
 /// The shared fixture, as track `id(short)` with these tags.
 fn record(short: &str, title: &str, artist: &str, album: &str) -> TrackRecord {
@@ -118,7 +119,7 @@ fn search_matches_word_prefixes_with_fts_and_like_fallback() {
         record("c1", "Judas", "Lady Gaga", "Born This Way"),
     ]);
     for fts in [true, false] {
-        let cat = Catalog::open_with(&layout, fts).unwrap();
+        let cat = Catalog::open_with(&(&layout).into(), fts).unwrap();
         assert_eq!(cat.fts, fts);
         assert_eq!(hits(&cat, "", 0, 100), "c1 a2 a1 b1 /4");
         assert_eq!(hits(&cat, "ju", 0, 9), "c1 a1 b1 /3");
@@ -178,7 +179,9 @@ fn read_only_open_finds_a_database_whatever_its_path() {
         &serde_json::to_vec(&record("a1", "One", "X", "Y")).unwrap(),
     );
     drop(Catalog::open(&layout).unwrap());
-    let read = Catalog::connect_read_only(&layout).unwrap().unwrap();
+    let read = Catalog::connect_read_only(&(&layout).into())
+        .unwrap()
+        .unwrap();
     assert_eq!(hits(&read, "one", 0, 9), "a1 /1");
     assert!(read.lists_exactly(&[id("a1")]).unwrap());
     assert!(!read.lists_exactly(&[]).unwrap());

@@ -1,0 +1,414 @@
+//! A library in an S3-compatible bucket, through object_store's S3 client (no hand-written
+//! S3): the "bytes at keys" operations the library needs, with bounded time for each.
+//!
+//! Configuration comes from the standard AWS variables, read the way
+//! `AmazonS3Builder::from_env` reads them (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`...),
+//! plus: plain `http://` is allowed by itself when the endpoint is on loopback.
+//!
+//! Every request is bounded: connecting takes at most [`CONNECT_TIMEOUT`], a request
+//! [`REQUEST_TIMEOUT`], and retries (connection errors, timeouts, 5xx: object_store's policy)
+//! stop after [`MAX_RETRIES`] or [`RETRY_TIMEOUT`], so a slow or vanished bucket is an error
+//! within seconds, never a hang. Objects are small (segments of tens of kilobytes), so one
+//! request timeout fits them all.
+//!
+//! The library code is synchronous (ingest threads, the catalog) and asynchronous (the
+//! server): the bucket owns a small runtime for the first ([`Bucket::block_on`]); the async
+//! methods run on whichever runtime polls them.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig,
+};
+
+use super::location::BucketUrl;
+
+/// Longest wait to connect to the endpoint.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time for one request, start to end of the body.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries after a failed attempt.
+pub const MAX_RETRIES: usize = 2;
+/// No retry starts later than this after the first attempt.
+pub const RETRY_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Errors of bucket operations.
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// The client could not be configured (a bad variable, no region...).
+    #[error("bucket {url}: configuration: {source}")]
+    Config {
+        /// The library location.
+        url: String,
+        /// object_store's reason (names the variable, never a secret's value).
+        #[source]
+        source: object_store::Error,
+    },
+    /// The bucket did not answer as a bucket (unreachable, refused credentials, missing).
+    #[error("bucket {url} at {endpoint} is not usable: {reason}")]
+    Unusable {
+        /// The library location.
+        url: String,
+        /// Where the client sends requests.
+        endpoint: String,
+        /// What went wrong, from the first failing request.
+        reason: String,
+    },
+    /// A request failed.
+    #[error("bucket {op} {key}: {source}")]
+    Request {
+        /// What was being done.
+        op: &'static str,
+        /// The full object key.
+        key: String,
+        /// object_store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The runtime that drives requests could not start.
+    #[error("start the bucket client's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl BucketError {
+    /// Whether the error is the object's absence.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BucketError::Request {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// One object's listing entry, its key relative to the library prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The key under the library prefix (`tracks/<id>/...`).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was written.
+    pub last_modified: SystemTime,
+}
+
+/// An object read whole, with what identifies it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The bytes.
+    pub body: Bytes,
+    /// The bucket's entity tag (quoted as S3 sends it), if any.
+    pub e_tag: Option<String>,
+    /// When the object was written.
+    pub last_modified: SystemTime,
+}
+
+/// A library's bucket: the client, the prefix, and a runtime for synchronous callers.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<AmazonS3>,
+    url: BucketUrl,
+    endpoint: String,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Bucket {
+    /// A client for `url` configured from the environment (nothing is sent yet).
+    pub fn from_env(url: &BucketUrl) -> Result<Self, BucketError> {
+        Self::from_vars(url, std::env::vars())
+    }
+
+    /// A client for `url` configured from `vars` (the `AWS_*` ones are read).
+    pub fn from_vars(
+        url: &BucketUrl,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, BucketError> {
+        let config_error = |source| BucketError::Config {
+            url: url.to_string(),
+            source,
+        };
+        // Client options first: `with_client_options` replaces them all, `AWS_ALLOW_HTTP`
+        // among them, which the variables below may then set.
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&url.bucket)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(REQUEST_TIMEOUT),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(1),
+                    base: 2.0,
+                },
+                max_retries: MAX_RETRIES,
+                retry_timeout: RETRY_TIMEOUT,
+            });
+        let mut endpoint = None;
+        for (name, value) in vars {
+            if !name.starts_with("AWS_") {
+                continue;
+            }
+            // Unknown AWS_* variables (AWS_PROFILE...) are other tools' business.
+            let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() else {
+                continue;
+            };
+            if key == AmazonS3ConfigKey::Endpoint {
+                endpoint = Some(value.clone());
+            }
+            builder = builder.with_config(key, value);
+        }
+        if endpoint.as_deref().is_some_and(is_loopback_http) {
+            builder = builder.with_allow_http(true);
+        }
+        let store = builder.build().map_err(config_error)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("segue-bucket")
+            .enable_all()
+            .build()
+            .map_err(BucketError::Runtime)?;
+        Ok(Bucket {
+            store: Arc::new(store),
+            url: url.clone(),
+            endpoint: endpoint.unwrap_or_else(|| "AWS S3".to_string()),
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// The library location, `s3://BUCKET/PREFIX`.
+    pub fn url(&self) -> &BucketUrl {
+        &self.url
+    }
+
+    /// Where requests go (the endpoint variable, or AWS S3).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Runs `future` to completion on the bucket's runtime (for synchronous callers; not from
+    /// inside an async task).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The runtime of synchronous callers, for tasks they start.
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// The full object key of `key` (relative to the library prefix).
+    pub fn full_key(&self, key: &str) -> String {
+        if self.url.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.url.prefix)
+        }
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from(self.full_key(key))
+    }
+
+    fn error(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> impl FnOnce(object_store::Error) -> BucketError {
+        let key = self.full_key(key);
+        move |source| BucketError::Request { op, key, source }
+    }
+
+    /// Fails unless the bucket answers a listing of the library prefix: it is reachable, the
+    /// credentials are accepted and the bucket exists. The error names endpoint and bucket.
+    pub async fn check(&self) -> Result<(), BucketError> {
+        let prefix =
+            (!self.url.prefix.is_empty()).then(|| ObjectPath::from(self.url.prefix.as_str()));
+        match self.store.list_with_delimiter(prefix.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(BucketError::Unusable {
+                url: self.url.to_string(),
+                endpoint: self.endpoint.clone(),
+                reason: short_reason(&e),
+            }),
+        }
+    }
+
+    /// Writes `body` at `key` unless an object is there already: `Ok(true)` when this call
+    /// created it, `Ok(false)` when it existed (S3 `If-None-Match: *`).
+    pub async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, BucketError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(key), PutPayload::from(body), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(self.error("put", key)(e)),
+        }
+    }
+
+    /// The object at `key` read whole; `Ok(None)` if there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Fetched>, BucketError> {
+        let result = match self.store.get(&self.path(key)).await {
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            result => result.map_err(self.error("get", key))?,
+        };
+        let e_tag = result.meta.e_tag.clone();
+        let last_modified = SystemTime::from(result.meta.last_modified);
+        let body = result.bytes().await.map_err(self.error("read", key))?;
+        Ok(Some(Fetched {
+            body,
+            e_tag,
+            last_modified,
+        }))
+    }
+
+    /// The object at `key` as a stream of its body; `Ok(None)` if there is none.
+    pub async fn get_stream(&self, key: &str) -> Result<Option<GetResult>, BucketError> {
+        match self.store.get(&self.path(key)).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            result => result.map(Some).map_err(self.error("get", key)),
+        }
+    }
+
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, BucketError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("head", key)(e)),
+        }
+    }
+
+    /// The names directly under directory `dir` (relative, no trailing `/`): the "common
+    /// prefixes" of a delimited listing, e.g. the track ids under `tracks`.
+    pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, BucketError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&self.path(dir)))
+            .await
+            .map_err(self.error("list", dir))?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Every object under directory `dir`, keys relative to the library prefix.
+    pub async fn list_all(&self, dir: &str) -> Result<Vec<Listed>, BucketError> {
+        let base = self.full_key("");
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&self.path(dir)))
+            .try_collect()
+            .await
+            .map_err(self.error("list", dir))?;
+        Ok(objects
+            .into_iter()
+            .map(|meta| Listed {
+                key: meta
+                    .location
+                    .as_ref()
+                    .strip_prefix(base.as_str())
+                    .unwrap_or(meta.location.as_ref())
+                    .to_string(),
+                size: meta.size,
+                last_modified: SystemTime::from(meta.last_modified),
+            })
+            .collect())
+    }
+
+    /// Deletes the object at `key` (no error if it is gone already).
+    pub async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", key)(e)),
+        }
+    }
+}
+
+/// Whether `endpoint` is a plain-http URL of a loopback host.
+fn is_loopback_http(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The innermost cause of an object_store error, which says what happened (connection
+/// refused, 403 with S3's code) without the chain of wrappers.
+fn short_reason(error: &object_store::Error) -> String {
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason = cause.to_string();
+        source = cause.source();
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_endpoints_may_be_plain_http() {
+        for yes in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "http://[::1]:9000",
+        ] {
+            assert!(is_loopback_http(yes), "{yes}");
+        }
+        for no in [
+            "https://127.0.0.1:9000",
+            "http://10.0.0.1:9000",
+            "http://s3.example.com",
+        ] {
+            assert!(!is_loopback_http(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn keys_live_under_the_prefix() {
+        let url = |prefix: &str| BucketUrl {
+            bucket: "music".into(),
+            prefix: prefix.into(),
+        };
+        let vars = [("AWS_REGION".to_string(), "us-east-1".to_string())];
+        let bucket = Bucket::from_vars(&url("prod"), vars.clone()).unwrap();
+        assert_eq!(
+            bucket.full_key("tracks/a/track.json"),
+            "prod/tracks/a/track.json"
+        );
+        let root = Bucket::from_vars(&url(""), vars).unwrap();
+        assert_eq!(root.full_key("tracks"), "tracks");
+    }
+}
