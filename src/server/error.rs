@@ -4,6 +4,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+/// Seconds a client is told to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: &str = "2";
+
 /// An error answered to the client. Only the bad-request, forbidden and unavailable variants
 /// carry text the client sees, and that text is written by us; the detail of an internal error (which may hold paths or
 /// system messages) only goes to the log.
@@ -64,9 +67,16 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({ "error": self.public_message(), "status": status.as_u16() });
         let mut response = (status, Json(body)).into_response();
         // A track can appear later (and a fault can be fixed): keep errors out of caches.
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // RFC 9110 10.2.3: when to try again (a bucket that stopped answering, a
+            // shutdown); a CDN or player retries rather than giving up.
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         response
     }
 }

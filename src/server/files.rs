@@ -216,7 +216,7 @@ impl FileStore {
             Ok(Some(fetched)) => fetched,
             Ok(None) => return Err(ApiError::NotFound),
             Err(e) => {
-                tracing::warn!(error = %e, "bucket read failed");
+                tracing::warn!(error = %e, "bucket read failed: 503");
                 return Err(ApiError::Unavailable(
                     "the library's storage is unavailable".into(),
                 ));

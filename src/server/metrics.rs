@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Content-Type of the OpenMetrics text exposition format.
@@ -34,14 +35,32 @@ struct RouteLabels {
     route: &'static str,
 }
 
+/// Labels of disk cache events.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiskCacheLabels {
+    event: &'static str,
+}
+
 /// Labels of control-channel errors.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
     code: &'static str,
 }
 
+/// Labels of bucket requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
 /// Every metric of the server.
 pub struct Metrics {
+    bucket_requests: Family<BucketLabels, Counter>,
+    bucket_bytes: Family<BucketLabels, Counter>,
+    bucket_seconds: Family<BucketLabels, Histogram>,
+    disk_cache: Family<DiskCacheLabels, Counter>,
+    bucket_up: Gauge,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     body_bytes: Family<RouteLabels, Counter>,
@@ -114,10 +133,32 @@ impl Metrics {
         r.register("segue_control_messages", help, control_messages.clone());
         let help = "Control messages answered with an error, by error code";
         r.register("segue_control_errors", help, control_errors.clone());
+        let bucket_requests = Family::default();
+        let bucket_bytes = Family::default();
+        let bucket_seconds = Family::<BucketLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        let help = "Requests to the library's bucket, by operation and outcome";
+        r.register("segue_bucket_requests", help, bucket_requests.clone());
+        let help = "Object bytes moved to or from the bucket, by operation and outcome";
+        r.register("segue_bucket_bytes", help, bucket_bytes.clone());
+        let help = "Latency of bucket requests in seconds, by operation and outcome";
+        r.register("segue_bucket_request_seconds", help, bucket_seconds.clone());
+        let bucket_up = Gauge::default();
+        let help = "1 while the last bucket request was answered, 0 after a failure";
+        r.register("segue_bucket_up", help, bucket_up.clone());
+        let disk_cache = Family::default();
+        let help = "Disk cache lookups and repairs, by event (hit, miss, corrupt)";
+        r.register("segue_disk_cache_events", help, disk_cache.clone());
         let zero_copy_bytes = Counter::default();
         let help = "Response body bytes sent from files with sendfile, without a copy";
         r.register("segue_zero_copy_bytes", help, zero_copy_bytes.clone());
         Metrics {
+            bucket_requests,
+            bucket_bytes,
+            bucket_seconds,
+            disk_cache,
+            bucket_up,
             zero_copy_bytes,
             refused_connections,
             control_connections,
@@ -137,6 +178,32 @@ impl Metrics {
     /// Counts body bytes sent from a file without a copy.
     pub fn zero_copy_sent(&self, bytes: usize) {
         self.zero_copy_bytes.inc_by(bytes as u64);
+    }
+
+    /// Counts one bucket request.
+    pub fn bucket_request(
+        &self,
+        op: &'static str,
+        outcome: &'static str,
+        bytes: u64,
+        seconds: f64,
+    ) {
+        let labels = BucketLabels { op, outcome };
+        self.bucket_requests.get_or_create(&labels).inc();
+        self.bucket_bytes.get_or_create(&labels).inc_by(bytes);
+        self.bucket_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Sets whether the bucket answers.
+    pub fn set_bucket_up(&self, up: bool) {
+        self.bucket_up.set(i64::from(up));
+    }
+
+    /// Counts one disk cache event (`hit`, `miss`, `corrupt`).
+    pub fn disk_cache_event(&self, event: &'static str) {
+        self.disk_cache
+            .get_or_create(&DiskCacheLabels { event })
+            .inc();
     }
 
     /// Counts a connection refused at the cap.

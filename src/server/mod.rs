@@ -41,6 +41,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod storage;
 pub mod view;
 pub mod workers;
 pub mod zerocopy;
@@ -51,9 +52,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
@@ -71,6 +73,7 @@ use files::{FileStore, Source};
 use http::cors::Cors;
 use metrics::Metrics;
 use signing::Signer;
+use storage::StorageHealth;
 use zerocopy::FdBudget;
 
 /// How often the catalog is checked for tracks added by a concurrent ingest.
@@ -122,6 +125,12 @@ struct Shared {
     control: Arc<ControlHub>,
     signer: Signer,
     conn_limits: ConnLimits,
+    /// The library (for the rescans of a bucket).
+    library: Library,
+    /// How often a bucket library is listed for new tracks.
+    rescan: Duration,
+    /// Whether a bucket library's storage answers (`None`: a local directory).
+    storage: Option<Arc<StorageHealth>>,
 }
 
 /// The catalog connection (its type has no Debug).
@@ -144,11 +153,16 @@ impl AppState {
             location: config.library.to_string(),
             source,
         };
-        let library =
+        let mut library =
             Library::new(&config.library, config.cache_dir.as_deref()).map_err(library_error)?;
+        let metrics = Arc::new(Metrics::new());
+        let storage = library.bucket().is_some().then(|| {
+            let health = Arc::new(StorageHealth::new(Arc::clone(&metrics)));
+            library.observed_by(Arc::clone(&health) as _);
+            health
+        });
         library.open_for_reading().map_err(library_error)?;
         let catalog = Catalog::open_readable(&library)?;
-        let metrics = Arc::new(Metrics::new());
         let source = match &library {
             Library::Local(layout) => Source::Dir(layout.tracks_dir()),
             Library::Bucket { bucket, .. } => Source::Bucket(bucket.clone()),
@@ -174,6 +188,9 @@ impl AppState {
             control: Arc::new(ControlHub::new(config.control.clone())),
             signer: Signer::new(config.signing_key.clone(), config.token_ttl),
             conn_limits: config.conn_limits.clone(),
+            library,
+            rescan: config.rescan,
+            storage,
         };
         Ok(AppState {
             inner: Arc::new(shared),
@@ -233,6 +250,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(player::index))
         .route("/assets/{name}", get(player::asset))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(metrics::render).with_state(Arc::clone(&metrics)),
@@ -284,6 +302,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let hub = Arc::clone(state.control());
+    if state.inner.library.bucket().is_some() {
+        tokio::spawn(rescan(state.clone()));
+    }
     let known = control::library::baseline(&state).await;
     tokio::spawn(control::library::watch(
         state.clone(),
@@ -305,6 +326,44 @@ pub async fn serve(
     let hot = Some(hot::HotPath::new(&state));
     conn::serve_connections(listener, app(state), hot, limits, metrics, shutdown).await;
     Ok(())
+}
+
+/// Lists a bucket library every `--rescan-secs` and indexes the tracks other machines
+/// committed (and drops those gone), on a catalog connection of its own: the listing may take
+/// as long as the bucket's timeouts, and the requests' connection must not wait for it. The
+/// library watch then announces new tracks to the control channel.
+async fn rescan(state: AppState) {
+    let mut catalog = None;
+    let mut interval = tokio::time::interval(state.inner.rescan);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let library = state.inner.library.clone();
+        let mut held = catalog.take();
+        let run = tokio::task::spawn_blocking(move || {
+            let result = match held.as_mut() {
+                Some(catalog) => Catalog::reconcile(catalog),
+                None => Catalog::open(&library).and_then(|mut opened| {
+                    let report = opened.reconcile();
+                    held = Some(opened);
+                    report
+                }),
+            };
+            (held, result)
+        });
+        match run.await {
+            Ok((held, result)) => {
+                catalog = held;
+                if let Err(e) = result {
+                    if let Some(storage) = &state.inner.storage {
+                        storage.failed(&e.to_string());
+                    }
+                    tracing::warn!(error = %e, "bucket rescan failed; serving the tracks known");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "bucket rescan task failed"),
+        }
+    }
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed by this call (it
@@ -336,9 +395,28 @@ async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// `GET /healthz`.
-async fn healthz() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+/// `GET /healthz`: liveness. The process answers (200 `ok`); for a bucket library a second
+/// line says whether the bucket answers, which a restart would not fix.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let body = match &state.inner.storage {
+        None => "ok\n".to_string(),
+        Some(storage) => match storage.failure() {
+            None => "ok\nbucket: reachable\n".to_string(),
+            Some(reason) => format!("ok\nbucket: unreachable ({reason})\n"),
+        },
+    };
+    ([(header::CACHE_CONTROL, "no-store")], body)
+}
+
+/// `GET /readyz`: readiness. 503 (with `Retry-After`) while a bucket library's bucket does not
+/// answer, so a load balancer sends new listeners elsewhere; 200 `ready` otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.inner.storage.as_ref().and_then(|s| s.failure()) {
+        None => ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response(),
+        Some(_) => {
+            ApiError::Unavailable("the library's bucket is unreachable".into()).into_response()
+        }
+    }
 }
 
 /// Any other path.

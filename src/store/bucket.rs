@@ -17,15 +17,15 @@
 //! methods run on whichever runtime polls them.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, GetResult, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig,
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
 
 use super::location::BucketUrl;
@@ -90,6 +90,39 @@ impl BucketError {
     }
 }
 
+/// What one bucket request came to, for metrics and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done as asked.
+    Ok,
+    /// No such object (an answer: the bucket works).
+    NotFound,
+    /// A create-only put found the object there (an answer: the bucket works).
+    Exists,
+    /// Failed: unreachable, timed out, refused, or an error status.
+    Error,
+}
+
+impl Outcome {
+    /// The label of the outcome in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Exists => "exists",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Told of every request a [`Bucket`] makes (metrics, health); called on the request's task,
+/// so it must be quick.
+pub trait BucketObserver: Send + Sync + std::fmt::Debug {
+    /// Request `op` (`get`, `put`, `head`, `list`, `delete`) ended as `outcome` after
+    /// `elapsed`, having moved `bytes` of object data.
+    fn request(&self, op: &'static str, outcome: Outcome, bytes: u64, elapsed: Duration);
+}
+
 /// One object's listing entry, its key relative to the library prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -119,6 +152,7 @@ pub struct Bucket {
     url: BucketUrl,
     endpoint: String,
     runtime: Arc<tokio::runtime::Runtime>,
+    observer: Option<Arc<dyn BucketObserver>>,
 }
 
 impl Bucket {
@@ -183,7 +217,34 @@ impl Bucket {
             url: url.clone(),
             endpoint: endpoint.unwrap_or_else(|| "AWS S3".to_string()),
             runtime: Arc::new(runtime),
+            observer: None,
         })
+    }
+
+    /// Tells `observer` of every request from now on (this handle and its clones).
+    pub fn observed_by(&mut self, observer: Arc<dyn BucketObserver>) {
+        self.observer = Some(observer);
+    }
+
+    fn observe<T>(
+        &self,
+        op: &'static str,
+        started: Instant,
+        result: &Result<T, object_store::Error>,
+        bytes: u64,
+    ) {
+        if let Some(observer) = &self.observer {
+            let outcome = match result {
+                Ok(_) => Outcome::Ok,
+                Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Outcome::Exists,
+                Err(_) => Outcome::Error,
+            };
+            observer.request(op, outcome, bytes, started.elapsed());
+        }
     }
 
     /// The library location, `s3://BUCKET/PREFIX`.
@@ -234,7 +295,10 @@ impl Bucket {
     pub async fn check(&self) -> Result<(), BucketError> {
         let prefix =
             (!self.url.prefix.is_empty()).then(|| ObjectPath::from(self.url.prefix.as_str()));
-        match self.store.list_with_delimiter(prefix.as_ref()).await {
+        let started = Instant::now();
+        let listed = self.store.list_with_delimiter(prefix.as_ref()).await;
+        self.observe("list", started, &listed, 0);
+        match listed {
             Ok(_) => Ok(()),
             Err(e) => Err(BucketError::Unusable {
                 url: self.url.to_string(),
@@ -267,13 +331,24 @@ impl Bucket {
 
     /// The object at `key` read whole; `Ok(None)` if there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Fetched>, BucketError> {
-        let result = match self.store.get(&self.path(key)).await {
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            result => result.map_err(self.error("get", key))?,
+        let started = Instant::now();
+        let got = match self.store.get(&self.path(key)).await {
+            Ok(result) => {
+                let e_tag = result.meta.e_tag.clone();
+                let last_modified = SystemTime::from(result.meta.last_modified);
+                result
+                    .bytes()
+                    .await
+                    .map(|body| (body, e_tag, last_modified))
+            }
+            Err(e) => Err(e),
         };
-        let e_tag = result.meta.e_tag.clone();
-        let last_modified = SystemTime::from(result.meta.last_modified);
-        let body = result.bytes().await.map_err(self.error("read", key))?;
+        let len = got.as_ref().map_or(0, |(body, ..)| body.len() as u64);
+        self.observe("get", started, &got, len);
+        let (body, e_tag, last_modified) = match got {
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            got => got.map_err(self.error("get", key))?,
+        };
         Ok(Some(Fetched {
             body,
             e_tag,
@@ -281,17 +356,12 @@ impl Bucket {
         }))
     }
 
-    /// The object at `key` as a stream of its body; `Ok(None)` if there is none.
-    pub async fn get_stream(&self, key: &str) -> Result<Option<GetResult>, BucketError> {
-        match self.store.get(&self.path(key)).await {
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            result => result.map(Some).map_err(self.error("get", key)),
-        }
-    }
-
     /// Whether an object exists at `key`.
     pub async fn exists(&self, key: &str) -> Result<bool, BucketError> {
-        match self.store.head(&self.path(key)).await {
+        let started = Instant::now();
+        let head = self.store.head(&self.path(key)).await;
+        self.observe("head", started, &head, 0);
+        match head {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error("head", key)(e)),
@@ -301,11 +371,10 @@ impl Bucket {
     /// The names directly under directory `dir` (relative, no trailing `/`): the "common
     /// prefixes" of a delimited listing, e.g. the track ids under `tracks`.
     pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, BucketError> {
-        let listed = self
-            .store
-            .list_with_delimiter(Some(&self.path(dir)))
-            .await
-            .map_err(self.error("list", dir))?;
+        let started = Instant::now();
+        let listed = self.store.list_with_delimiter(Some(&self.path(dir))).await;
+        self.observe("list", started, &listed, 0);
+        let listed = listed.map_err(self.error("list", dir))?;
         Ok(listed
             .common_prefixes
             .iter()
@@ -316,12 +385,10 @@ impl Bucket {
     /// Every object under directory `dir`, keys relative to the library prefix.
     pub async fn list_all(&self, dir: &str) -> Result<Vec<Listed>, BucketError> {
         let base = self.full_key("");
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&self.path(dir)))
-            .try_collect()
-            .await
-            .map_err(self.error("list", dir))?;
+        let started = Instant::now();
+        let objects: Result<Vec<_>, _> = self.store.list(Some(&self.path(dir))).try_collect().await;
+        self.observe("list", started, &objects, 0);
+        let objects = objects.map_err(self.error("list", dir))?;
         Ok(objects
             .into_iter()
             .map(|meta| Listed {
@@ -339,7 +406,10 @@ impl Bucket {
 
     /// Deletes the object at `key` (no error if it is gone already).
     pub async fn delete(&self, key: &str) -> Result<(), BucketError> {
-        match self.store.delete(&self.path(key)).await {
+        let started = Instant::now();
+        let deleted = self.store.delete(&self.path(key)).await;
+        self.observe("delete", started, &deleted, 0);
+        match deleted {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("delete", key)(e)),
         }

@@ -51,6 +51,13 @@ impl Library {
         }
     }
 
+    /// Tells `observer` of every request to a bucket library's bucket (no-op for a directory).
+    pub fn observed_by(&mut self, observer: std::sync::Arc<dyn super::bucket::BucketObserver>) {
+        if let Library::Bucket { bucket, .. } = self {
+            bucket.observed_by(observer);
+        }
+    }
+
     /// The local directory of a local library.
     pub fn layout(&self) -> Option<&LibraryLayout> {
         match self {
