@@ -30,6 +30,7 @@
 pub mod api;
 pub mod conn;
 pub mod control;
+pub mod disk_cache;
 pub mod edge;
 pub mod error;
 pub mod files;
@@ -41,6 +42,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod single_flight;
 pub mod view;
 pub mod workers;
 pub mod zerocopy;
