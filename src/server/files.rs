@@ -28,13 +28,13 @@ use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
+use super::bucket_files::BucketFiles;
 use super::error::ApiError;
 use super::http::encoding::Effort;
 use super::http::respond::Entity;
 use super::metrics::Metrics;
 use super::paths::MediaPath;
 use super::zerocopy::{FdBudget, MIN_ZERO_COPY_BYTES};
-use crate::store::Bucket;
 use crate::store::layout::TRACKS_DIR;
 
 /// Cache-Control of content-addressed files (everything inside a rendition directory).
@@ -77,12 +77,12 @@ impl Weighter<String, CachedFile> for ByBytes {
 }
 
 /// Where a [`FileStore`] reads files from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Source {
     /// A local library's `tracks` directory.
     Dir(PathBuf),
     /// A bucket library.
-    Bucket(Bucket),
+    Bucket(BucketFiles),
 }
 
 /// The media files of a library.
@@ -90,8 +90,8 @@ pub enum Source {
 pub struct FileStore {
     /// Canonical `<library>/tracks` (unused for a bucket).
     tracks: PathBuf,
-    /// The bucket of a bucket library.
-    bucket: Option<Bucket>,
+    /// The objects of a bucket library.
+    bucket: Option<BucketFiles>,
     cache: Option<Cache<String, CachedFile, ByBytes>>,
     metrics: Arc<Metrics>,
     /// Open descriptors cached segments may keep, to be sent without a copy; `None`: none.
@@ -202,7 +202,7 @@ impl FileStore {
     /// create-only, so a cached one never needs revalidation).
     async fn load_from_bucket(
         &self,
-        bucket: &Bucket,
+        bucket: &BucketFiles,
         path: &MediaPath,
     ) -> Result<Arc<Entity>, ApiError> {
         let key = path.key();
@@ -212,11 +212,11 @@ impl FileStore {
         }
         self.metrics.cache_miss();
         let object_key = format!("{TRACKS_DIR}/{key}");
-        let fetched = match bucket.get(&object_key).await {
-            Ok(Some(fetched)) => fetched,
+        let fetched = match bucket.read(&object_key).await {
+            Ok(Some(object)) => object,
             Ok(None) => return Err(ApiError::NotFound),
             Err(e) => {
-                tracing::warn!(error = %e, "bucket read failed: 503");
+                tracing::warn!(key = object_key, error = %e, "bucket read failed: 503");
                 return Err(ApiError::Unavailable(
                     "the library's storage is unavailable".into(),
                 ));

@@ -28,8 +28,10 @@
 //! core.
 
 pub mod api;
+pub mod bucket_files;
 pub mod conn;
 pub mod control;
+pub mod disk_cache;
 pub mod edge;
 pub mod error;
 pub mod files;
@@ -41,6 +43,7 @@ pub mod paths;
 pub mod player;
 pub mod prefetch;
 pub mod signing;
+pub mod single_flight;
 pub mod storage;
 pub mod view;
 pub mod workers;
@@ -66,6 +69,7 @@ use tracing::Level;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::ServeConfig;
 use crate::store::{Library, StoreError};
+use bucket_files::BucketFiles;
 use conn::ConnLimits;
 use control::ControlHub;
 use error::ApiError;
@@ -91,6 +95,9 @@ pub enum ServerError {
         #[source]
         source: StoreError,
     },
+    /// The disk cache (`--cache-dir`) cannot be opened (another origin holds it, no room...).
+    #[error("--cache-dir: {0}")]
+    DiskCache(String),
     /// The catalog index cannot be opened.
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
@@ -165,7 +172,15 @@ impl AppState {
         let catalog = Catalog::open_readable(&library)?;
         let source = match &library {
             Library::Local(layout) => Source::Dir(layout.tracks_dir()),
-            Library::Bucket { bucket, .. } => Source::Bucket(bucket.clone()),
+            Library::Bucket { bucket, .. } => Source::Bucket(
+                BucketFiles::new(
+                    bucket.clone(),
+                    config.cache_dir.as_deref(),
+                    config.cache_dir_bytes,
+                    Arc::clone(&metrics),
+                )
+                .map_err(|e| ServerError::DiskCache(e.to_string()))?,
+            ),
         };
         let files = FileStore::new(source, config.cache_bytes, Arc::clone(&metrics))
             .map_err(|source| ServerError::Io {
