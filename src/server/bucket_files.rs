@@ -113,24 +113,22 @@ impl BucketFiles {
     async fn read_disk(&self, key: &str) -> Option<Object> {
         let disk = Arc::clone(self.disk.as_ref()?);
         let owned = key.to_string();
-        let stored = tokio::task::spawn_blocking(move || disk.get(&owned))
-            .await
-            .ok()
-            .flatten();
-        let Some(stored) = stored else {
-            self.metrics.disk_cache_event("miss");
-            return None;
+        let read = tokio::task::spawn_blocking(move || {
+            // The cache deletes and counts a damaged file and answers `None`, as for a miss;
+            // its count tells the two apart for the metrics.
+            let corrupt_before = disk.stats().corrupt;
+            let stored = disk.get(&owned);
+            (stored, disk.stats().corrupt > corrupt_before)
+        });
+        let (stored, damaged) = read.await.ok()?;
+        let object = stored.and_then(decode);
+        let event = match (&object, damaged) {
+            (Some(_), _) => "hit",
+            (None, true) => "corrupt",
+            (None, false) => "miss",
         };
-        match decode(stored) {
-            Some(object) => {
-                self.metrics.disk_cache_event("hit");
-                Some(object)
-            }
-            None => {
-                self.metrics.disk_cache_event("corrupt");
-                None
-            }
-        }
+        self.metrics.disk_cache_event(event);
+        object
     }
 }
 

@@ -31,6 +31,7 @@ pub struct ServeCommand {
     library: PathBuf,
     args: Vec<String>,
     log_file: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 impl ServeCommand {
@@ -41,7 +42,25 @@ impl ServeCommand {
             library: library.to_path_buf(),
             args: Vec::new(),
             log_file: None,
+            envs: Vec::new(),
         }
+    }
+
+    /// Serves `library` given as text (a directory or `s3://BUCKET/PREFIX`).
+    pub fn of(library: &str) -> ServeCommand {
+        ServeCommand::new(Path::new(library))
+    }
+
+    /// Sets environment variables of the server (the AWS_* of a bucket library).
+    pub fn envs<K: ToString, V: ToString>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> ServeCommand {
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        self.envs.extend(vars);
+        self
     }
 
     /// Adds flags after `--library … --addr 127.0.0.1:0`.
@@ -82,6 +101,7 @@ impl ServeCommand {
             .args(["--addr", "127.0.0.1:0"])
             .args(&self.args)
             .env_remove("RUST_LOG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
