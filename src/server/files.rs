@@ -28,7 +28,7 @@ use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::bucket_files::BucketFiles;
+use super::bucket_files::{BucketFiles, Download, Opened, ReadError};
 use super::error::ApiError;
 use super::http::encoding::Effort;
 use super::http::respond::Entity;
@@ -92,7 +92,7 @@ pub struct FileStore {
     tracks: PathBuf,
     /// The objects of a bucket library.
     bucket: Option<BucketFiles>,
-    cache: Option<Cache<String, CachedFile, ByBytes>>,
+    cache: Option<Arc<Cache<String, CachedFile, ByBytes>>>,
     metrics: Arc<Metrics>,
     /// Open descriptors cached segments may keep, to be sent without a copy; `None`: none.
     fd_budget: Option<Arc<FdBudget>>,
@@ -108,11 +108,11 @@ impl FileStore {
         };
         // Segments are ~16-130 KB: the item estimate only sizes the cache's tables.
         let cache = (cache_bytes > 0).then(|| {
-            Cache::with_weighter(
+            Arc::new(Cache::with_weighter(
                 (cache_bytes / 32_768).max(16) as usize,
                 cache_bytes,
                 ByBytes,
-            )
+            ))
         });
         Ok(FileStore {
             tracks,
@@ -198,6 +198,47 @@ impl FileStore {
         Ok(entity)
     }
 
+    /// A bucket object not in memory, as it arrives (for a response that streams it): `None`
+    /// when it is in memory, whole in the disk cache, or has no content tag to answer with
+    /// before its body (then it is loaded whole into memory, for [`FileStore::load`]).
+    pub async fn arriving(&self, path: &MediaPath) -> Result<Option<Arc<Download>>, ApiError> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(None);
+        };
+        let key = path.key();
+        if self.cache.as_ref().is_some_and(|c| c.contains_key(&key)) {
+            return Ok(None);
+        }
+        let object_key = format!("{TRACKS_DIR}/{key}");
+        let object = match bucket
+            .open(&object_key)
+            .await
+            .map_err(unavailable(&object_key))?
+        {
+            None => return Err(ApiError::NotFound),
+            Some(Opened::Whole(object)) => object,
+            Some(Opened::Arriving(download)) if download.head.content_tag.is_some() => {
+                self.metrics.cache_miss();
+                let (arriving, path) = (Arc::clone(&download), path.clone());
+                let cache = self.cache.clone();
+                tokio::spawn(async move {
+                    if let Ok(object) = arriving.whole().await {
+                        let modified = Some(object.last_modified);
+                        let entity = entity_of(&path, object.body, modified, None);
+                        insert(cache.as_ref(), path.key(), Arc::new(entity));
+                    }
+                });
+                return Ok(Some(download));
+            }
+            Some(Opened::Arriving(download)) => {
+                download.whole().await.map_err(unavailable(&object_key))?
+            }
+        };
+        let entity = self.entity(path, object.body, Some(object.last_modified), None);
+        insert(self.cache.as_ref(), key, Arc::new(entity));
+        Ok(None)
+    }
+
     /// The object at `path` from the bucket (every object of a bucket library is written
     /// create-only, so a cached one never needs revalidation).
     async fn load_from_bucket(
@@ -215,24 +256,11 @@ impl FileStore {
         let fetched = match bucket.read(&object_key).await {
             Ok(Some(object)) => object,
             Ok(None) => return Err(ApiError::NotFound),
-            Err(e) => {
-                tracing::warn!(key = object_key, error = %e, "bucket read failed: 503");
-                return Err(ApiError::Unavailable(
-                    "the library's storage is unavailable".into(),
-                ));
-            }
+            Err(e) => return Err(unavailable(&object_key)(e)),
         };
         let entity = Arc::new(self.entity(path, fetched.body, Some(fetched.last_modified), None));
+        insert(self.cache.as_ref(), key, Arc::clone(&entity));
         if let Some(cache) = &self.cache {
-            let cached = CachedFile {
-                fingerprint: Fingerprint {
-                    len: entity.body.len() as u64,
-                    modified: entity.last_modified,
-                    inode: 0,
-                },
-                entity: Arc::clone(&entity),
-            };
-            cache.insert(key, cached);
             self.metrics.set_cache_bytes(cache.weight());
         }
         Ok(entity)
@@ -246,17 +274,7 @@ impl FileStore {
         modified: Option<SystemTime>,
         held: Option<Arc<super::zerocopy::HeldFile>>,
     ) -> Entity {
-        let cache_control = if path.immutable {
-            IMMUTABLE
-        } else {
-            ENTRY_POINT
-        };
-        let mut entity =
-            Entity::new(path.kind.content_type(), cache_control, body, modified).sent_from(held);
-        if path.kind.compressible() {
-            entity = entity.compressible(Effort::Once);
-        }
-        entity
+        entity_of(path, body, modified, held)
     }
 
     /// The canonical path of `path`, if it exists inside its track directory.
@@ -270,6 +288,66 @@ impl FileStore {
             return Err(ApiError::NotFound);
         }
         Ok(canonical)
+    }
+}
+
+/// The entity of file `path` with content `body`.
+fn entity_of(
+    path: &MediaPath,
+    body: Bytes,
+    modified: Option<SystemTime>,
+    held: Option<Arc<super::zerocopy::HeldFile>>,
+) -> Entity {
+    let mut entity = Entity::new(
+        path.kind.content_type(),
+        cache_control(path),
+        body,
+        modified,
+    )
+    .sent_from(held);
+    if path.kind.compressible() {
+        entity = entity.compressible(Effort::Once);
+    }
+    entity
+}
+
+/// The Cache-Control of file `path`.
+pub fn cache_control(path: &MediaPath) -> &'static str {
+    if path.immutable {
+        IMMUTABLE
+    } else {
+        ENTRY_POINT
+    }
+}
+
+/// Puts a bucket object's entity into the memory cache (its fingerprint only for the type:
+/// bucket objects never change).
+fn insert(
+    cache: Option<&Arc<Cache<String, CachedFile, ByBytes>>>,
+    key: String,
+    entity: Arc<Entity>,
+) {
+    if let Some(cache) = cache {
+        let fingerprint = Fingerprint {
+            len: entity.body.len() as u64,
+            modified: entity.last_modified,
+            inode: 0,
+        };
+        cache.insert(
+            key,
+            CachedFile {
+                fingerprint,
+                entity,
+            },
+        );
+    }
+}
+
+/// A bucket failure as the client sees it: 503 (with Retry-After), the detail in the log.
+fn unavailable(key: &str) -> impl FnOnce(ReadError) -> ApiError + '_ {
+    move |e| {
+        tracing::warn!(key, error = %e, "bucket read failed: 503");
+        ApiError::Unavailable("the library's storage is unavailable".into())
     }
 }
 

@@ -24,10 +24,12 @@ use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, AttributeValue, Attributes, BackoffConfig, ClientOptions, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
+pub use super::bucket_types::{BucketError, BucketObserver, Fetched, Head, Listed, Outcome};
+use super::layout::{CONTENT_TAG_METADATA, content_tag};
 use super::location::BucketUrl;
 
 /// Longest wait to connect to the endpoint.
@@ -38,112 +40,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_RETRIES: usize = 2;
 /// No retry starts later than this after the first attempt.
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(8);
-
-/// Errors of bucket operations.
-#[derive(Debug, thiserror::Error)]
-pub enum BucketError {
-    /// The client could not be configured (a bad variable, no region...).
-    #[error("bucket {url}: configuration: {source}")]
-    Config {
-        /// The library location.
-        url: String,
-        /// object_store's reason (names the variable, never a secret's value).
-        #[source]
-        source: object_store::Error,
-    },
-    /// The bucket did not answer as a bucket (unreachable, refused credentials, missing).
-    #[error("bucket {url} at {endpoint} is not usable: {reason}")]
-    Unusable {
-        /// The library location.
-        url: String,
-        /// Where the client sends requests.
-        endpoint: String,
-        /// What went wrong, from the first failing request.
-        reason: String,
-    },
-    /// A request failed.
-    #[error("bucket {op} {key}: {source}")]
-    Request {
-        /// What was being done.
-        op: &'static str,
-        /// The full object key.
-        key: String,
-        /// object_store's error.
-        #[source]
-        source: object_store::Error,
-    },
-    /// The runtime that drives requests could not start.
-    #[error("start the bucket client's runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-}
-
-impl BucketError {
-    /// Whether the error is the object's absence.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            BucketError::Request {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }
-        )
-    }
-}
-
-/// What one bucket request came to, for metrics and health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Done as asked.
-    Ok,
-    /// No such object (an answer: the bucket works).
-    NotFound,
-    /// A create-only put found the object there (an answer: the bucket works).
-    Exists,
-    /// Failed: unreachable, timed out, refused, or an error status.
-    Error,
-}
-
-impl Outcome {
-    /// The label of the outcome in metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::NotFound => "not_found",
-            Outcome::Exists => "exists",
-            Outcome::Error => "error",
-        }
-    }
-}
-
-/// Told of every request a [`Bucket`] makes (metrics, health); called on the request's task,
-/// so it must be quick.
-pub trait BucketObserver: Send + Sync + std::fmt::Debug {
-    /// Request `op` (`get`, `put`, `head`, `list`, `delete`) ended as `outcome` after
-    /// `elapsed`, having moved `bytes` of object data.
-    fn request(&self, op: &'static str, outcome: Outcome, bytes: u64, elapsed: Duration);
-}
-
-/// One object's listing entry, its key relative to the library prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// The key under the library prefix (`tracks/<id>/...`).
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// When the object was written.
-    pub last_modified: SystemTime,
-}
-
-/// An object read whole, with what identifies it.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// The bytes.
-    pub body: Bytes,
-    /// The bucket's entity tag (quoted as S3 sends it), if any.
-    pub e_tag: Option<String>,
-    /// When the object was written.
-    pub last_modified: SystemTime,
-}
 
 /// A library's bucket: the client, the prefix, and a runtime for synchronous callers.
 #[derive(Debug, Clone)]
@@ -311,8 +207,13 @@ impl Bucket {
     /// Writes `body` at `key` unless an object is there already: `Ok(true)` when this call
     /// created it, `Ok(false)` when it existed (S3 `If-None-Match: *`).
     pub async fn put_new(&self, key: &str, body: Bytes) -> Result<bool, BucketError> {
+        let tag: (Attribute, AttributeValue) = (
+            Attribute::Metadata(CONTENT_TAG_METADATA.into()),
+            content_tag(&body).into(),
+        );
         let options = PutOptions {
             mode: PutMode::Create,
+            attributes: Attributes::from_iter([tag]),
             ..PutOptions::default()
         };
         match self
@@ -354,6 +255,49 @@ impl Bucket {
             e_tag,
             last_modified,
         }))
+    }
+
+    /// The object at `key` as its response head and a stream of its body (`Ok(None)` if there
+    /// is none). The caller reports the end of the body with [`Bucket::observe_body`].
+    pub async fn get_stream(&self, key: &str) -> Result<Option<(Head, BodyStream)>, BucketError> {
+        let started = Instant::now();
+        let got = self.store.get(&self.path(key)).await;
+        if got.is_err() {
+            // A success is observed when its body has been read (`observe_body`).
+            self.observe("get", started, &got, 0);
+        }
+        let result = match got {
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error("get", key)(e)),
+            Ok(result) => result,
+        };
+        let content_tag = result
+            .attributes
+            .get(&Attribute::Metadata(CONTENT_TAG_METADATA.into()))
+            .map(|v| v.to_string());
+        let head = Head {
+            size: result.meta.size,
+            last_modified: SystemTime::from(result.meta.last_modified),
+            content_tag,
+        };
+        let full_key = self.full_key(key);
+        let body = result
+            .into_stream()
+            .map_err(move |source| BucketError::Request {
+                op: "read",
+                key: full_key.clone(),
+                source,
+            });
+        Ok(Some((head, Box::pin(body))))
+    }
+
+    /// Reports a body of [`Bucket::get_stream`] read to its end (`ok`) or failed, after
+    /// `bytes`, started at `started`.
+    pub fn observe_body(&self, started: Instant, ok: bool, bytes: u64) {
+        if let Some(observer) = &self.observer {
+            let outcome = if ok { Outcome::Ok } else { Outcome::Error };
+            observer.request("get", outcome, bytes, started.elapsed());
+        }
     }
 
     /// Whether an object exists at `key`.
@@ -415,6 +359,10 @@ impl Bucket {
         }
     }
 }
+
+/// The body of an object being read.
+pub type BodyStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, BucketError>> + Send>>;
 
 /// Whether `endpoint` is a plain-http URL of a loopback host.
 fn is_loopback_http(endpoint: &str) -> bool {

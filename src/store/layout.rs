@@ -48,6 +48,22 @@ pub const SEGMENT_TEMPLATE: &str = concat!("$Number$", segment_extension!());
 /// Bump it with any such change; `tests/determinism.rs` fails until then.
 pub const PACKAGING_GENERATION: u32 = 1;
 
+/// Name of the object metadata (S3 `x-amz-meta-segue-etag`) that carries an object's
+/// [`content_tag`] in a bucket, so a server knows the entity tag of an object from the head of
+/// its GET, before the body: it can stream the body as it arrives.
+pub const CONTENT_TAG_METADATA: &str = "segue-etag";
+
+/// The content tag of `bytes`: hex of the first 128 bits of their BLAKE3 hash. It depends on
+/// nothing but the content, so it is the same after a restart, on every origin and for a
+/// bucket and a local library: the server's entity tags.
+pub fn content_tag(bytes: &[u8]) -> String {
+    let hash = blake3::hash(bytes);
+    hash.as_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Hex digits of a track id (96 bits of the source's hash: no collision in any real library).
 pub const TRACK_ID_DIGITS: usize = 24;
 /// Hex digits of the hash in a rendition directory name (48 bits: the name only has to change

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub mod bucket;
+mod bucket_types;
 pub mod layout;
 pub mod library;
 pub mod location;

@@ -46,12 +46,7 @@ pub const API_CACHE_CONTROL: &str = "no-cache";
 /// Hex of the first 128 bits of the BLAKE3 hash of `bytes`: an entity tag that depends on
 /// nothing but the content, so it is the same after a restart and on every origin.
 pub fn content_tag(bytes: &[u8]) -> EntityTag {
-    let hash = blake3::hash(bytes);
-    let hex: String = hash.as_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    EntityTag::strong(hex)
+    EntityTag::strong(crate::store::layout::content_tag(bytes))
 }
 
 impl Entity {
@@ -63,6 +58,18 @@ impl Entity {
         last_modified: Option<SystemTime>,
     ) -> Self {
         let etag = content_tag(&body);
+        Self::tagged(content_type, cache_control, body, last_modified, etag)
+    }
+
+    /// An entity of `body` whose entity tag is known already (`etag`, which must be the
+    /// [`content_tag`] of the body: a bucket object's, read from its metadata).
+    pub fn tagged(
+        content_type: &'static str,
+        cache_control: &'static str,
+        body: Bytes,
+        last_modified: Option<SystemTime>,
+        etag: EntityTag,
+    ) -> Self {
         Entity {
             content_type,
             cache_control,
