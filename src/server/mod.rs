@@ -171,7 +171,13 @@ impl AppState {
         library.open_for_reading().map_err(library_error)?;
         let catalog = Catalog::open_readable(&library)?;
         let source = match &library {
-            Library::Local(layout) => Source::Dir(layout.tracks_dir()),
+            Library::Local(layout) => {
+                if let Some(dir) = &config.cache_dir {
+                    tracing::warn!(dir = %dir.display(),
+                        "--cache-dir is for a bucket library; a directory library is read as is");
+                }
+                Source::Dir(layout.tracks_dir())
+            }
             Library::Bucket { bucket, .. } => Source::Bucket(
                 BucketFiles::new(
                     bucket.clone(),
