@@ -44,6 +44,9 @@ pub struct Object {
     pub body: Bytes,
     /// When the bucket says it was written.
     pub last_modified: SystemTime,
+    /// The disk cache file the body was read from, open, and where the body starts in it (to
+    /// send it with `sendfile`, as a local library's files are).
+    pub file: Option<Arc<(std::fs::File, u64)>>,
 }
 
 /// Why an object could not be read.
@@ -131,6 +134,7 @@ impl Download {
             Some(Ok(())) => Ok(Object {
                 body: concat(&lock(&self.chunks)),
                 last_modified: self.head.last_modified,
+                file: None,
             }),
             Some(Err(e)) => Err(e),
             None => Err(ReadError::Bucket(
@@ -191,7 +195,16 @@ impl BucketFiles {
         match self.open(key).await? {
             None => Ok(None),
             Some(Opened::Whole(object)) => Ok(Some(object)),
-            Some(Opened::Arriving(download)) => download.whole().await.map(Some),
+            Some(Opened::Arriving(download)) => {
+                let whole = download.whole().await?;
+                // It went to the disk cache before the download ended: read it back with its
+                // file, so it can be sent from there.
+                let on_disk = match self.has_disk() {
+                    true => self.read_disk(key).await,
+                    false => None,
+                };
+                Ok(Some(on_disk.unwrap_or(whole)))
+            }
         }
     }
 
@@ -222,18 +235,32 @@ impl BucketFiles {
         lock(&self.arriving).get(key).and_then(Weak::upgrade)
     }
 
-    async fn read_disk(&self, key: &str) -> Option<Object> {
+    /// Whether objects are kept on disk too.
+    pub fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// The object at `key` from the disk cache, verified, with its file; `None` when it is not
+    /// there (or was damaged: then it is deleted and counted).
+    pub async fn read_disk(&self, key: &str) -> Option<Object> {
         let disk = Arc::clone(self.disk.as_ref()?);
         let owned = key.to_string();
         let read = tokio::task::spawn_blocking(move || {
             // The cache deletes and counts a damaged file and answers `None`, as for a miss;
             // its count tells the two apart for the metrics.
             let corrupt_before = disk.stats().corrupt;
-            let stored = disk.get(&owned);
+            let stored = disk.get_file(&owned);
             (stored, disk.stats().corrupt > corrupt_before)
         });
         let (stored, damaged) = read.await.ok()?;
-        let object = stored.and_then(decode);
+        let object = stored.and_then(|stored| {
+            let mut object = decode(stored.body)?;
+            object.file = Some(Arc::new((
+                stored.file,
+                stored.body_offset + LAST_MODIFIED_LEN,
+            )));
+            Some(object)
+        });
         let event = match (&object, damaged) {
             (Some(_), _) => "hit",
             (None, true) => "corrupt",
@@ -297,6 +324,7 @@ async fn begin(
             let stored = encode(&Object {
                 body: concat(&lock(&filling.chunks)),
                 last_modified: filling.head.last_modified,
+                file: None,
             });
             let owned = key.clone();
             let put = tokio::task::spawn_blocking(move || disk.put(&owned, &stored)).await;
@@ -344,14 +372,18 @@ fn encode(object: &Object) -> Vec<u8> {
     stored.to_vec()
 }
 
+/// Bytes of the Last-Modified in front of a body in the disk cache.
+const LAST_MODIFIED_LEN: u64 = 8;
+
 fn decode(mut stored: Bytes) -> Option<Object> {
-    if stored.len() < 8 {
+    if stored.len() < LAST_MODIFIED_LEN as usize {
         return None;
     }
     let seconds = u64::from_be_bytes(stored.split_to(8).as_ref().try_into().ok()?);
     Some(Object {
         body: stored,
         last_modified: UNIX_EPOCH + Duration::from_secs(seconds),
+        file: None,
     })
 }
 
@@ -419,6 +451,7 @@ mod tests {
         let object = Object {
             body: Bytes::from_static(b"segment bytes"),
             last_modified: UNIX_EPOCH + Duration::from_secs(1_780_000_000),
+            file: None,
         };
         let back = decode(Bytes::from(encode(&object))).unwrap();
         assert_eq!(back.body, object.body);

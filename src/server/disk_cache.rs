@@ -166,6 +166,17 @@ impl Index {
     }
 }
 
+/// A verified entry: its body, and the open file it was read from.
+#[derive(Debug)]
+pub struct Stored {
+    /// The body.
+    pub body: Bytes,
+    /// The cache file, open.
+    pub file: File,
+    /// Where the body starts in the file.
+    pub body_offset: u64,
+}
+
 /// A bounded, restart-safe, self-verifying cache of immutable objects in a local directory.
 ///
 /// All methods do blocking I/O: call them from `spawn_blocking` in async code.
@@ -223,6 +234,13 @@ impl DiskCache {
     /// The body stored under `key`, verified; `None` when absent, unreadable or corrupt (a
     /// corrupt file is deleted and counted). A hit makes the entry the most recently used.
     pub fn get(&self, key: &str) -> Option<Bytes> {
+        self.get_file(key).map(|stored| stored.body)
+    }
+
+    /// [`DiskCache::get`], with the open file the body was read from and where in it the body
+    /// starts, so a server can send the body from the file ([`super::zerocopy`]): cache files
+    /// are only ever replaced by a rename, never written in place.
+    pub fn get_file(&self, key: &str) -> Option<Stored> {
         let name = name_of(key);
         let path = self.path_of(&name);
         let (file, raw) = match read_file(&path) {
@@ -251,7 +269,12 @@ impl DiskCache {
                 if let Some(stamp) = stamp {
                     set_mtime(&file, &path, stamp);
                 }
-                Some(body)
+                let body_offset = (HEADER_LEN + key.len()) as u64;
+                Some(Stored {
+                    body,
+                    file,
+                    body_offset,
+                })
             }
             Err(defect) => {
                 tracing::warn!(key, path = %path.display(), %defect, "corrupt disk cache file; deleting it");

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::bucket_files::{BucketFiles, Download, Opened, ReadError};
+use super::bucket_files::{BucketFiles, Download, Object, Opened, ReadError};
 use super::error::ApiError;
 use super::http::encoding::Effort;
 use super::http::respond::Entity;
@@ -201,7 +201,10 @@ impl FileStore {
     /// A bucket object not in memory, as it arrives (for a response that streams it): `None`
     /// when it is in memory, whole in the disk cache, or has no content tag to answer with
     /// before its body (then it is loaded whole into memory, for [`FileStore::load`]).
-    pub async fn arriving(&self, path: &MediaPath) -> Result<Option<Arc<Download>>, ApiError> {
+    pub async fn arriving(
+        self: &Arc<Self>,
+        path: &MediaPath,
+    ) -> Result<Option<Arc<Download>>, ApiError> {
         let Some(bucket) = &self.bucket else {
             return Ok(None);
         };
@@ -220,12 +223,17 @@ impl FileStore {
             Some(Opened::Arriving(download)) if download.head.content_tag.is_some() => {
                 self.metrics.cache_miss();
                 let (arriving, path) = (Arc::clone(&download), path.clone());
-                let cache = self.cache.clone();
+                let store = Arc::clone(self);
                 tokio::spawn(async move {
-                    if let Ok(object) = arriving.whole().await {
-                        let modified = Some(object.last_modified);
-                        let entity = entity_of(&path, object.body, modified, None);
-                        insert(cache.as_ref(), path.key(), Arc::new(entity));
+                    if let Ok(whole) = arriving.whole().await {
+                        // From the disk cache if it went there: with its file, to sendfile.
+                        let on_disk = match &store.bucket {
+                            Some(bucket) if bucket.has_disk() => {
+                                bucket.read_disk(&object_key).await
+                            }
+                            _ => None,
+                        };
+                        store.keep(&path, on_disk.unwrap_or(whole));
                     }
                 });
                 return Ok(Some(download));
@@ -234,9 +242,35 @@ impl FileStore {
                 download.whole().await.map_err(unavailable(&object_key))?
             }
         };
-        let entity = self.entity(path, object.body, Some(object.last_modified), None);
-        insert(self.cache.as_ref(), key, Arc::new(entity));
+        self.keep(path, object);
         Ok(None)
+    }
+
+    /// Makes `object` the cached entity of `path` (sent from its disk cache file when it has
+    /// one and is big enough, as a local file would be).
+    fn keep(&self, path: &MediaPath, object: Object) -> Arc<Entity> {
+        let held = match (&self.fd_budget, object.file) {
+            (Some(budget), Some(file))
+                if path.immutable && object.body.len() >= MIN_ZERO_COPY_BYTES =>
+            {
+                file.0
+                    .try_clone()
+                    .ok()
+                    .and_then(|f| budget.hold_from(f, file.1))
+            }
+            _ => None,
+        };
+        let entity = Arc::new(entity_of(
+            path,
+            object.body,
+            Some(object.last_modified),
+            held,
+        ));
+        insert(self.cache.as_ref(), path.key(), Arc::clone(&entity));
+        if let Some(cache) = &self.cache {
+            self.metrics.set_cache_bytes(cache.weight());
+        }
+        entity
     }
 
     /// The object at `path` from the bucket (every object of a bucket library is written
@@ -258,12 +292,7 @@ impl FileStore {
             Ok(None) => return Err(ApiError::NotFound),
             Err(e) => return Err(unavailable(&object_key)(e)),
         };
-        let entity = Arc::new(self.entity(path, fetched.body, Some(fetched.last_modified), None));
-        insert(self.cache.as_ref(), key, Arc::clone(&entity));
-        if let Some(cache) = &self.cache {
-            self.metrics.set_cache_bytes(cache.weight());
-        }
-        Ok(entity)
+        Ok(self.keep(path, fetched))
     }
 
     /// The entity of file `path` with content `body`.

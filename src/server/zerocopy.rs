@@ -70,6 +70,12 @@ impl FdBudget {
 
     /// Keeps `file` open within the budget; `None` (and the file closed) when it is spent.
     pub fn hold(self: &Arc<Self>, file: File) -> Option<Arc<HeldFile>> {
+        self.hold_from(file, 0)
+    }
+
+    /// [`FdBudget::hold`] for a file whose contents start at `offset` (a disk cache file: a
+    /// header, then the body).
+    pub fn hold_from(self: &Arc<Self>, file: File, offset: u64) -> Option<Arc<HeldFile>> {
         let taken = self
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
@@ -78,6 +84,7 @@ impl FdBudget {
         taken.ok().map(|_| {
             Arc::new(HeldFile {
                 file,
+                offset,
                 budget: Arc::clone(self),
             })
         })
@@ -112,6 +119,8 @@ fn raise_open_file_limit() -> usize {
 #[derive(Debug)]
 pub struct HeldFile {
     file: File,
+    /// Where the contents start in the file.
+    offset: u64,
     budget: Arc<FdBudget>,
 }
 
@@ -181,7 +190,8 @@ impl Regions {
         if index > 0 {
             return send_more(socket, &bufs[..index]).map(|n| Some(Sent::Copied(n)));
         }
-        let n = send_file(socket, &regions[region].file.file, offset, bufs[0].len())?;
+        let held = &regions[region].file;
+        let n = send_file(socket, &held.file, held.offset + offset, bufs[0].len())?;
         // Once a region's last byte is out, it has done its job.
         if offset as usize + n == regions[region].bytes.len() {
             regions.remove(region);
