@@ -57,11 +57,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 input=${BENCH_INPUT:-/tmp/segue-bench/5min-music.flac}
 if [ ! -f "$input" ]; then
   input=$work/5min-music.flac
-  # Music-like: two detuned chords with a beat and some noise, so the encoder has work to do.
+  # Music-like: plucked notes amplitude-modulated by noise, with a beat, so the encoder has work.
   if command -v sox >/dev/null; then
-    sox -n -r 44100 -c 2 -b 16 "$input" synth 300 pluck C3 pluck E3 pluck G3 pluck C4 \
-      tremolo 2 40 pinknoise vol 0.02 remix - - 2>/dev/null \
-      || sox -n -r 44100 -c 2 -b 16 "$input" synth 300 sine 220 sine 277 tremolo 2 40
+    sox -n -r 44100 -c 2 -b 16 "$input" synth 300 pluck C3 pluck G3 synth 300 pinknoise amod 0.3 \
+      tremolo 2 40
   else
     ffmpeg -hide_banner -loglevel error -nostdin -y -f lavfi \
       -i "aevalsrc='0.3*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*2*t))+0.1*sin(2*PI*277*t)+0.05*(random(0)-0.5)|0.3*sin(2*PI*330*t)+0.05*(random(1)-0.5)':s=44100:d=300" \
