@@ -60,7 +60,7 @@ fn a_reingest_of_the_same_bytes_writes_nothing() {
     assert_eq!(again["existing"], true, "{again}");
     assert_eq!(again["id"], first["id"]);
     let requests = lab.s3.requests()[before..].to_vec();
-    let record = format!("/track.json");
+    let record = format!("/tracks/{}/track.json", first["id"].as_str().unwrap());
     let head = requests
         .iter()
         .position(|r| r.starts_with("HEAD ") && r.contains(&record))

@@ -104,6 +104,8 @@ fn refused_credentials_name_the_bucket_and_never_the_secret() {
         let done = Running::spawn(command).wait(Duration::from_secs(60));
         assert_eq!(done.code, 2, "{args:?}: {done:?}");
         assert!(done.stderr.contains(BUCKET), "{args:?}: {}", done.stderr);
+        let lines = done.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(lines, 1, "{args:?}: not one line: {}", done.stderr);
         assert!(
             done.stderr.contains("403") || done.stderr.contains("Access"),
             "{args:?}: the refusal is not said: {}",

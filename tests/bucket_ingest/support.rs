@@ -85,11 +85,6 @@ impl Running {
         }
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Whether it has exited.
     pub fn has_exited(&mut self) -> bool {
         let child = self.child.as_mut().expect("running");
