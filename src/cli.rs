@@ -20,6 +20,8 @@ pub const DEFAULT_SEGMENT_SECONDS: f64 = 4.0;
 /// ingest uses (about 15 MiB resident, a few hundred MiB of address space with thread stacks
 /// and malloc arenas), far below what would hurt the machine.
 pub const DEFAULT_WORKER_MEMORY_MIB: u64 = 2048;
+/// Default grace period of `segue gc`: longer than any ingest in flight.
+pub const DEFAULT_GC_GRACE: &str = "24h";
 /// Default address `segue serve` listens on.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 /// Default `Access-Control-Allow-Origin`: any origin may fetch the media.
@@ -46,6 +48,9 @@ pub enum Command {
     List(ListArgs),
     /// Rebuild the catalog index from the track directories.
     Reindex(LibraryArgs),
+    /// Delete the objects under tracks/ that no committed track references (what killed or
+    /// failed ingests left), once older than a grace period.
+    Gc(GcArgs),
     /// Serve the library over HTTP (HLS, DASH, JSON API) until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Ingest one file in this process under a memory limit and print the result as JSON
@@ -123,6 +128,24 @@ pub struct ListArgs {
     pub json: bool,
     /// Words to search for in title, artist and album.
     pub query: Vec<String>,
+}
+
+/// Flags of `segue gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Library location.
+    #[command(flatten)]
+    pub library: LibraryArgs,
+    /// Grace period: only objects last written longer ago than this are deleted, so an ingest
+    /// in flight is never touched (a whole number and s, m, h or d: 30s, 15m, 24h, 7d).
+    #[arg(long, default_value = DEFAULT_GC_GRACE, value_name = "AGE")]
+    pub older_than: String,
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `segue serve`.

@@ -21,6 +21,8 @@
 //! - [`catalog`] the track record (`track.json`, the truth) and its SQLite index.
 //! - [`store`] where bytes live: [`store::layout`] names every file and id format (the one
 //!   source for them), [`store::staging`] writes a track atomically, its liveness held by a lock.
+//! - [`gc`] `segue gc`: deletes the objects under `tracks/` no committed record references
+//!   (what killed ingests leave), past a grace period; the choice is a pure function.
 //! - [`report`] how `segue ingest` reports progress and results (terminal bars, JSON lines).
 //! - [`server`] the origin server (`segue serve`): media files, catalog JSON and prefetch hints
 //!   (shapes in [`server::view`]), the WebSocket control channel, metrics, the player page.
@@ -29,6 +31,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod gc;
 pub mod ingest;
 pub mod manifest;
 pub mod report;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use segue::catalog::Catalog;
-use segue::cli::{Cli, Command, IngestArgs, IngestWorkerArgs, LibraryArgs, ListArgs, ServeArgs};
+use segue::cli::{
+    Cli, Command, GcArgs, IngestArgs, IngestWorkerArgs, LibraryArgs, ListArgs, ServeArgs,
+};
 use segue::config::{IngestConfig, ServeConfig};
 use segue::ingest::batch::ingest_batch;
 use segue::report::{JsonObserver, TerminalObserver};
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest(args),
         Command::List(args) => list(args),
         Command::Reindex(args) => reindex(args),
+        Command::Gc(args) => gc(args),
         Command::Serve(args) => serve(args),
         Command::IngestWorker(args) => ingest_worker(args),
     }
@@ -197,4 +200,90 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{} tracks", page.total);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `segue gc`: exit 0, or 1 when some deletes failed (a library that cannot be listed or read
+/// is an error: 2, and nothing is deleted).
+fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
+    use segue::gc;
+    let grace = gc::parse_age(&args.older_than)?;
+    let library = open_library(&args.library, true)?;
+    let location = library.location();
+    let listing = gc::list_objects(&library).with_context(|| format!("library {location}"))?;
+    let committed =
+        gc::read_committed(&library, &listing).with_context(|| format!("library {location}"))?;
+    let plan = gc::plan(listing, &committed, std::time::SystemTime::now(), grace);
+    let outcomes = if args.dry_run {
+        plan.delete
+            .iter()
+            .cloned()
+            .map(|object| gc::Deleted {
+                object,
+                error: None,
+            })
+            .collect()
+    } else {
+        gc::delete(&library, plan.delete.clone())
+    };
+    let done: Vec<_> = outcomes.iter().filter(|d| d.error.is_none()).collect();
+    let failed: Vec<_> = outcomes.iter().filter(|d| d.error.is_some()).collect();
+    let bytes: u64 = done.iter().map(|d| d.object.size).sum();
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    if args.json {
+        let objects = |list: &[&gc::Deleted]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "key": d.object.key,
+                        "size": d.object.size,
+                        "error": d.error,
+                    })
+                })
+                .collect()
+        };
+        let summary = serde_json::json!({
+            "library": location,
+            "dry_run": args.dry_run,
+            "older_than_secs": grace.as_secs(),
+            "deleted": objects(&done),
+            "failed": objects(&failed),
+            "objects": done.len(),
+            "bytes": bytes,
+            "kept_referenced": plan.referenced,
+            "kept_recent": plan.recent,
+            "kept_foreign": plan.foreign,
+        });
+        println!("{summary}");
+    } else {
+        for d in &done {
+            println!("{verb} {} ({} bytes)", d.object.key, d.object.size);
+        }
+        for d in &failed {
+            eprintln!(
+                "failed to delete {}: {}",
+                d.object.key,
+                d.error.as_deref().unwrap_or("?")
+            );
+        }
+        println!(
+            "{verb} {} objects, {bytes} bytes; kept {} referenced, {} recent{}",
+            done.len(),
+            plan.referenced,
+            plan.recent,
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; {} failed", failed.len())
+            }
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::layout::{TRACK_RECORD_FILE, segment_name};
 use crate::units::{Ticks, Timescale};
 
 /// Version of the `track.json` schema; bumped on incompatible changes.
@@ -152,6 +153,27 @@ impl TrackRecord {
     pub fn duration_seconds(&self) -> f64 {
         self.timescale().seconds(Ticks(self.gapless.valid_samples))
     }
+
+    /// Every file of the committed track, relative to its directory (`/`-separated): the
+    /// record itself, the track's manifests, waveform and cover, and per rendition its init
+    /// segment, media playlist and media segments. What `segue gc` must never delete.
+    pub fn files(&self) -> Vec<String> {
+        let mut files = vec![
+            TRACK_RECORD_FILE.to_string(),
+            self.hls_master.clone(),
+            self.dash_mpd.clone(),
+            self.waveform.clone(),
+        ];
+        files.extend(self.cover.clone());
+        for r in &self.renditions {
+            files.push(format!("{}/{}", r.dir, r.init));
+            files.push(format!("{}/{}", r.dir, r.playlist));
+            files.extend(
+                (0..r.segment_sizes.len()).map(|i| format!("{}/{}", r.dir, segment_name(i))),
+            );
+        }
+        files
+    }
 }
 
 /// The tests' one fixed track record (shared with the integration tests), for unit tests of
@@ -161,3 +183,35 @@ impl TrackRecord {
 mod record;
 #[cfg(test)]
 pub(crate) use record::test_record;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_name_every_file_the_record_links() {
+        let record = test_record();
+        let files = record.files();
+        assert!(files.contains(&TRACK_RECORD_FILE.to_string()));
+        assert!(files.contains(&record.hls_master));
+        assert!(files.contains(&record.dash_mpd));
+        assert!(files.contains(&record.waveform));
+        for r in &record.renditions {
+            assert!(files.contains(&format!("{}/{}", r.dir, r.init)));
+            assert!(files.contains(&format!("{}/{}", r.dir, r.playlist)));
+            let n = r.segment_sizes.len();
+            assert!(
+                files.contains(&format!("{}/{n}.m4s", r.dir)),
+                "last segment"
+            );
+            assert!(!files.contains(&format!("{}/{}.m4s", r.dir, n + 1)));
+        }
+        let fixed = 4 + usize::from(record.cover.is_some());
+        let per_rendition: usize = record
+            .renditions
+            .iter()
+            .map(|r| 2 + r.segment_sizes.len())
+            .sum();
+        assert_eq!(files.len(), fixed + per_rendition);
+    }
+}

@@ -389,7 +389,8 @@ fn short_reason(error: &object_store::Error) -> String {
         reason = cause.to_string();
         source = cause.source();
     }
-    reason
+    // S3 puts its XML error body in the message, over several lines: keep the report on one.
+    reason.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

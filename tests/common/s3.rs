@@ -73,6 +73,8 @@ pub struct S3Server {
     /// Where it listens (the port stays the same across [`S3Server::restart`]).
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    /// Extra environment of the server process (kept for restarts).
+    server_env: Vec<(String, String)>,
 }
 
 impl S3Server {
@@ -80,12 +82,29 @@ impl S3Server {
     /// install command when moto is missing, or with its log when it does not come up within
     /// [`START_LIMIT`].
     pub fn start() -> S3Server {
+        Self::start_with_env(Vec::new())
+    }
+
+    /// Starts the server like [`S3Server::start`], but checking credentials from the first
+    /// request after the (unsigned) creation of [`BUCKET`]: moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=1`. Every key this client signs with is then unknown to
+    /// moto's IAM, so every signed request is refused (403 `InvalidAccessKeyId`).
+    pub fn start_checking_credentials() -> S3Server {
+        Self::start_with_env(vec![(
+            "INITIAL_NO_AUTH_ACTION_COUNT".to_string(),
+            "1".to_string(),
+        )])
+    }
+
+    /// Starts the server with `server_env` added to its environment.
+    fn start_with_env(server_env: Vec<(String, String)>) -> S3Server {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, addr) = spawn(0, &log);
+        let (child, addr) = spawn(0, &log, &server_env);
         let server = S3Server {
             child: Some(child),
             addr,
             log,
+            server_env,
         };
         server.create_bucket(BUCKET);
         server
@@ -150,7 +169,7 @@ impl S3Server {
     /// created again; stops the running one first, if any.
     pub fn restart(&mut self) {
         self.stop();
-        let (child, addr) = spawn(self.addr.port(), &self.log);
+        let (child, addr) = spawn(self.addr.port(), &self.log, &self.server_env);
         self.child = Some(child);
         assert_eq!(addr, self.addr, "restarted on another address");
         self.create_bucket(BUCKET);
@@ -193,6 +212,12 @@ impl S3Server {
             }
             seen = now;
         }
+        self.requests_now()
+    }
+
+    /// The requests logged so far, as [`S3Server::requests`] gives them but without waiting for
+    /// the log to be quiet: for polling while a client is busy (the last few may be missing).
+    pub fn requests_now(&self) -> Vec<String> {
         self.log()
             .iter()
             .filter_map(|line| {
@@ -222,11 +247,16 @@ impl Drop for S3Server {
 
 /// Spawns moto on 127.0.0.1:`port` (0: any free port) and waits for its `Running on` line;
 /// its stderr goes to `log`.
-fn spawn(port: u16, log: &Arc<Mutex<Vec<String>>>) -> (Child, SocketAddr) {
+fn spawn(
+    port: u16,
+    log: &Arc<Mutex<Vec<String>>>,
+    server_env: &[(String, String)],
+) -> (Child, SocketAddr) {
     let python = python();
     let mut child = Command::new(&python)
         .args(["-c", WRAPPER, "-H", "127.0.0.1", "-p", &port.to_string()])
         .env("PYTHONUNBUFFERED", "1")
+        .envs(server_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
