@@ -13,12 +13,14 @@
 //! its track, and a key that is not `tracks/<track id>/...` (something segue never writes) is
 //! left alone. Nothing outside `tracks/` is ever listed, so nothing there is ever deleted.
 //!
-//! One race is left to the grace period: an ingest that finds a leftover object already in
-//! place (create-only puts skip it) relies on it without renewing its age; a gc that runs
-//! before that ingest commits may delete it. The default grace (a day) makes that need a
-//! leftover of a killed ingest of the same file retried a day later, exactly while gc runs.
+//! A track with no record is judged by its newest object, so an ingest that re-uses the
+//! leftovers of an earlier killed ingest of the same file (its create-only puts find them and
+//! leave their old dates) keeps them all by writing anything new. One race is left to the grace
+//! period: a retry that finds every object in place writes nothing but its record, and a gc run
+//! exactly then may delete what it is about to commit. That needs a leftover of a killed ingest,
+//! complete but for its record, retried more than a day later during a gc run.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -124,6 +126,18 @@ pub fn plan(
             );
         }
     }
+    // A track with no record yet is judged by its newest object: an ingest in flight that
+    // re-uses the objects of an earlier killed one (its create-only puts find them and leave
+    // their old dates) still writes new ones, and those keep the whole track.
+    let mut newest: HashMap<String, SystemTime> = HashMap::new();
+    for object in &listing {
+        if let Some(id) = track_of(&object.key)
+            && !committed.contains_key(id)
+        {
+            let latest = newest.entry(id.to_string()).or_insert(object.last_modified);
+            *latest = (*latest).max(object.last_modified);
+        }
+    }
     let mut plan = Plan::default();
     for object in listing {
         let Some(id) = track_of(&object.key) else {
@@ -136,10 +150,9 @@ pub fn plan(
             plan.referenced += 1;
             continue;
         }
+        let written = newest.get(id).copied().unwrap_or(object.last_modified);
         // A time in the future (clock skew) is an age of zero: kept.
-        let age = now
-            .duration_since(object.last_modified)
-            .unwrap_or(Duration::ZERO);
+        let age = now.duration_since(written).unwrap_or(Duration::ZERO);
         if age <= grace {
             plan.recent += 1;
             continue;
