@@ -31,6 +31,7 @@ pub struct ServeCommand {
     library: PathBuf,
     args: Vec<String>,
     log_file: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 impl ServeCommand {
@@ -41,6 +42,7 @@ impl ServeCommand {
             library: library.to_path_buf(),
             args: Vec::new(),
             log_file: None,
+            envs: Vec::new(),
         }
     }
 
@@ -59,6 +61,16 @@ impl ServeCommand {
     /// Appends stdout and stderr to `path` instead of keeping the log in memory.
     pub fn log_to(mut self, path: &Path) -> ServeCommand {
         self.log_file = Some(path.to_path_buf());
+        self
+    }
+
+    /// Sets environment variables of the server (the AWS_* of a bucket library, its state dir).
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> ServeCommand {
+        self.envs
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -82,6 +94,7 @@ impl ServeCommand {
             .args(["--addr", "127.0.0.1:0"])
             .args(&self.args)
             .env_remove("RUST_LOG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
