@@ -337,3 +337,65 @@ fn put_empty(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for tests/bucket_serve.rs: `segue` processes on "machines" of their own, sharing the
+// bucket and nothing else.
+
+impl S3Server {
+    /// [`S3Server::env`] plus `XDG_CACHE_HOME=state`: the environment of a `segue` process on a
+    /// machine of its own, whose bucket library keeps its catalog (a local, rebuildable cache)
+    /// under `state` instead of the user's `~/.cache`, apart from every other process's.
+    pub fn machine_env(&self, state: &std::path::Path) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = self
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        vars.push((
+            "XDG_CACHE_HOME".into(),
+            state.to_string_lossy().into_owned(),
+        ));
+        vars
+    }
+
+    /// Runs `segue ingest --json --library s3://BUCKET/PREFIX inputs` as a process of the
+    /// machine whose state is `state` (see [`S3Server::machine_env`]); panics unless it exits
+    /// 0, and returns the track id of each input, in order.
+    pub fn ingest_from_machine(
+        &self,
+        prefix: &str,
+        state: &std::path::Path,
+        inputs: &[&std::path::Path],
+    ) -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_segue"))
+            .args(["ingest", "--json", "--library", &self.url(prefix)])
+            .args(inputs)
+            .envs(self.machine_env(state))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run segue ingest");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "segue ingest into {} failed ({}):\n{stdout}\n{stderr}\nS3 log:\n{}",
+            self.url(prefix),
+            out.status,
+            self.log_tail(20)
+        );
+        stdout
+            .lines()
+            .map(|line| {
+                let json: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("bad JSON line {line:?}: {e}\n{stderr}"));
+                json["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no track id in {line}"))
+                    .to_string()
+            })
+            .collect()
+    }
+}

@@ -81,6 +81,16 @@ impl ServeCommand {
         self
     }
 
+    /// Sets environment variables of the server (the AWS_* of a bucket library, its state dir).
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> ServeCommand {
+        self.envs
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Spawns the server and waits ([`START_LIMIT`] at most) for its `listening on` line.
     pub fn start(self) -> ServeProcess {
         let log_file = self.log_file.as_ref().map(|path| {
