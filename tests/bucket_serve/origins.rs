@@ -51,8 +51,10 @@ async fn a_track_ingested_elsewhere_appears_on_every_origin_of_the_bucket() {
     }
     // A third machine, with a catalog of its own, ingests while the origins serve.
     let new = tokio::task::block_in_place(|| {
-        bucket.ingest("other-ingester", &bucket.wav("second.wav", 3.0))
+        bucket.ingest("other-ingester", &bucket.wav("second.wav", 4.0))
     });
+    // Another length: the generated audio differs, so it is another track.
+    assert_ne!(new, first, "a second track, not the first again");
     let ingested = Instant::now();
     for (i, origin) in origins.iter().enumerate() {
         loop {

@@ -51,7 +51,7 @@ impl ServeCommand {
         ServeCommand::new(Path::new(library))
     }
 
-    /// Sets environment variables of the server (the AWS_* of a bucket library).
+    /// Sets environment variables of the server (the AWS_* of a bucket library, its state dir).
     pub fn envs<K: ToString, V: ToString>(
         mut self,
         vars: impl IntoIterator<Item = (K, V)>,
@@ -78,16 +78,6 @@ impl ServeCommand {
     /// Appends stdout and stderr to `path` instead of keeping the log in memory.
     pub fn log_to(mut self, path: &Path) -> ServeCommand {
         self.log_file = Some(path.to_path_buf());
-        self
-    }
-
-    /// Sets environment variables of the server (the AWS_* of a bucket library, its state dir).
-    pub fn envs<K: Into<String>, V: Into<String>>(
-        mut self,
-        vars: impl IntoIterator<Item = (K, V)>,
-    ) -> ServeCommand {
-        self.envs
-            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
