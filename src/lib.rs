@@ -19,13 +19,16 @@
 //!   reports, with a stable kind.
 //! - [`manifest`] one presentation model -> HLS playlists and the DASH MPD (pure functions).
 //! - [`catalog`] the track record (`track.json`, the truth) and its SQLite index.
-//! - [`store`] where bytes live: [`store::layout`] names every file and id format (the one
-//!   source for them), [`store::staging`] writes a track atomically, its liveness held by a lock.
+//! - [`store`] where bytes live: a directory or an S3 bucket ([`store::location`]) behind one
+//!   [`store::Library`]; [`store::layout`] names every file and id format (the one source for
+//!   them), [`store::staging`] writes a track atomically (a directory: one rename, its liveness
+//!   held by a lock; a bucket: create-only uploads while encoding, the record last).
 //! - [`gc`] `segue gc`: deletes the objects under `tracks/` no committed record references
 //!   (what killed ingests leave), past a grace period; the choice is a pure function.
 //! - [`report`] how `segue ingest` reports progress and results (terminal bars, JSON lines).
 //! - [`server`] the origin server (`segue serve`): media files, catalog JSON and prefetch hints
-//!   (shapes in [`server::view`]), the WebSocket control channel, metrics, the player page.
+//!   (shapes in [`server::view`]), the WebSocket control channel, metrics, the player page; a
+//!   bucket library's objects through a disk cache ([`server::bucket_files`]).
 #![warn(missing_docs)]
 
 pub mod catalog;

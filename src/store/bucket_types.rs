@@ -81,7 +81,7 @@ impl Outcome {
     }
 }
 
-/// Told of every request a [`Bucket`] makes (metrics, health); called on the request's task,
+/// Told of every request a [`super::bucket::Bucket`] makes (metrics, health); called on the request's task,
 /// so it must be quick.
 pub trait BucketObserver: Send + Sync + std::fmt::Debug {
     /// Request `op` (`get`, `put`, `head`, `list`, `delete`) ended as `outcome` after

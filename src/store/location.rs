@@ -2,7 +2,7 @@
 //! (`s3://BUCKET[/PREFIX]`), as `--library` and `SEGUE_LIBRARY` name it.
 //!
 //! The location crosses the ingest worker's process boundary serialized, so a directory that
-//! is not UTF-8 is carried as bytes ([`os_path`]).
+//! is not UTF-8 is carried as bytes (`os_path`).
 
 use std::ffi::OsStr;
 use std::fmt;

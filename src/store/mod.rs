@@ -17,7 +17,7 @@ pub mod layout;
 pub mod library;
 pub mod location;
 pub mod staging;
-mod upload;
+pub mod upload;
 
 pub use bucket::{Bucket, BucketError};
 pub use layout::{CATALOG_FILE, TRACK_RECORD_FILE, is_track_id};

@@ -1,6 +1,6 @@
 //! A track being written into a bucket: every finished file is uploaded at once, while the
 //! next is encoded, with create-only puts; the track record is held back and written last, by
-//! [`Uploads::commit`], so it is the commit point.
+//! `Uploads::commit`, so it is the commit point.
 //!
 //! Objects under a track are content-addressed (the track id is a hash of the source, a
 //! rendition directory a hash of everything that decides its bytes), so a key that exists
