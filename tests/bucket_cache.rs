@@ -22,6 +22,7 @@ fn ingest(s3: &S3Server, url: &str, lib: &TempLibrary, seconds: f64) -> String {
         .args(["ingest", "--json", "--library", url])
         .arg(&input)
         .envs(s3.env())
+        .env("XDG_CACHE_HOME", lib.library().join("state"))
         .output()
         .expect("run segue ingest");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -34,8 +35,14 @@ fn ingest(s3: &S3Server, url: &str, lib: &TempLibrary, seconds: f64) -> String {
     line["id"].as_str().unwrap().to_string()
 }
 
-fn origin(s3: &S3Server, url: &str, args: &[&str]) -> ServeProcess {
-    ServeCommand::of(url).envs(s3.env()).args(args).start()
+/// An origin on the bucket library at `url`, its state (catalog index) under `lib`.
+fn origin(s3: &S3Server, url: &str, lib: &TempLibrary, args: &[&str]) -> ServeProcess {
+    let state = lib.library().join("state").to_string_lossy().into_owned();
+    ServeCommand::of(url)
+        .envs(s3.env())
+        .envs([("XDG_CACHE_HOME", state)])
+        .args(args)
+        .start()
 }
 
 /// The URLs of the top rendition's init segment and media segments, from the playlists.
@@ -102,7 +109,7 @@ fn the_disk_cache_outlives_a_restart_and_refetches_a_damaged_file() {
     let cache = lib.library().join("origin-cache");
     let cache_arg = cache.to_str().unwrap();
 
-    let mut first = origin(&s3, &url, &["--cache-dir", cache_arg]);
+    let mut first = origin(&s3, &url, &lib, &["--cache-dir", cache_arg]);
     let urls = media_urls(&first, &id);
     let bodies: Vec<Vec<u8>> = urls
         .iter()
@@ -135,7 +142,12 @@ fn the_disk_cache_outlives_a_restart_and_refetches_a_damaged_file() {
         .unwrap();
 
     // No memory cache: every answer comes from the disk cache or the bucket.
-    let second = origin(&s3, &url, &["--cache-dir", cache_arg, "--cache-mib", "0"]);
+    let second = origin(
+        &s3,
+        &url,
+        &lib,
+        &["--cache-dir", cache_arg, "--cache-mib", "0"],
+    );
     let again: Vec<Vec<u8>> = urls
         .iter()
         .map(|u| {
@@ -162,7 +174,7 @@ fn concurrent_misses_for_one_object_make_one_bucket_request() {
     let url = s3.url("lib");
     let lib = TempLibrary::new();
     let id = ingest(&s3, &url, &lib, 6.0);
-    let server = origin(&s3, &url, &[]);
+    let server = origin(&s3, &url, &lib, &[]);
     let urls = media_urls(&server, &id);
     let target = urls.last().unwrap().clone();
     let before = media_gets(&s3).len();
