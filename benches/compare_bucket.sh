@@ -206,7 +206,7 @@ run_wrk() { # url conns seconds -> RESULT line
 echo "# warm-up: every segment fetched once from each, then 3 s of wrk each"
 run_wrk "$local_url" "$connections" 3 >/dev/null
 run_wrk "$bucket_url" "$connections" 3 >/dev/null
-bucket_requests_before=$(grep -c '"GET /' "$work/moto.log" || true)
+bucket_requests_before=$(grep -c '"GET /[^ ?]* HTTP' "$work/moto.log" || true)
 : >"$work/wrk.txt"
 for round in $(seq "$rounds"); do
   order="local bucket"; [ $((round % 2)) = 0 ] && order="bucket local"
@@ -216,12 +216,12 @@ for round in $(seq "$rounds"); do
     echo "$kind $connections $line" | tee -a "$work/wrk.txt" >&2
   done
 done
-bucket_requests_during=$(( $(grep -c '"GET /' "$work/moto.log" || true) - bucket_requests_before ))
+bucket_requests_during=$(( $(grep -c '"GET /[^ ?]* HTTP' "$work/moto.log" || true) - bucket_requests_before ))
 
 # --- summary ----------------------------------------------------------------------------------
 echo
 echo "ingest of $(basename "$input"): $ingest_runs runs each; wrk: $rounds rounds of $seconds s at $connections connections," \
-  "$wrk_threads threads, over $(wc -l <"$work/paths.txt") segments; bucket GETs during the wrk rounds: $bucket_requests_during"
+  "$wrk_threads threads, over $(wc -l <"$work/paths.txt") segments; object GETs from the bucket during the wrk rounds (listings not counted): $bucket_requests_during"
 python3 - "$work" <<'PY'
 import re, statistics, sys
 work = sys.argv[1]
