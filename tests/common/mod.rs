@@ -1,11 +1,12 @@
 //! Shared helpers for the integration tests: synthesized inputs (made with ffmpeg from a
 //! music-like signal), a temp library, ffmpeg/ffprobe wrappers, our fMP4 decoded strictly
-//! with mp4-atom ([`fmp4`]), `segue serve` as a child process ([`serve`]), and an
-//! S3-compatible server ([`s3`]).
+//! with mp4-atom ([`fmp4`]), `segue serve` as a child process ([`serve`]), an S3-compatible
+//! server ([`s3`]) and a Redis server ([`redis`]).
 #![allow(dead_code)]
 
 pub mod fmp4;
 mod record;
+pub mod redis;
 pub mod s3;
 pub mod serve;
 
