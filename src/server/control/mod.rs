@@ -185,7 +185,19 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let Some(url) = hub.config.bus.clone() else {
-        return;
+        // In-process sessions: the sweep only forgets parked sessions past their TTL.
+        let mut shutdown = hub.shutdown_signal();
+        let mut ticker = tokio::time::interval(hub.config.heartbeat);
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow_and_update() {
+                        return;
+                    }
+                }
+                _ = ticker.tick() => hub.table().sweep().await,
+            }
+        }
     };
     if hub.config.bus_key.is_none() {
         tracing::warn!(

@@ -35,6 +35,8 @@ use crate::server::metrics::Metrics;
 #[path = "table_repair.rs"]
 mod repair;
 
+/// Most sessions without devices kept in this process (no bus) until their TTL.
+const MAX_PARKED: usize = 10_000;
 /// Attempts at one compare-and-set before the command is refused as `busy`.
 const MAX_ATTEMPTS: usize = 16;
 
@@ -220,7 +222,18 @@ impl SessionTable {
                 && let Some(l) = local.remove(id)
                 && self.bus.is_none()
             {
-                lock(&self.parked).insert(id.to_string(), (l.state, Stamp::now()));
+                let mut parked = lock(&self.parked);
+                if parked.len() >= MAX_PARKED {
+                    // Bounded memory: the session parked longest goes first.
+                    let oldest = parked
+                        .iter()
+                        .min_by_key(|(_, (_, since))| *since)
+                        .map(|(k, _)| k.clone());
+                    if let Some(oldest) = oldest {
+                        parked.remove(&oldest);
+                    }
+                }
+                parked.insert(id.to_string(), (l.state, Stamp::now()));
             }
         }
     }
