@@ -11,12 +11,17 @@
 //!   the heartbeat window, and a device that reconnects finds its session as it was;
 //! - Redis stopped: media and sessions go on locally, `/healthz` says so, one warning; Redis
 //!   back (its state lost): the sessions are written back and shared again;
-//! - a forged notice or stored value on the bus is refused and counted, never applied.
+//! - a forged notice or stored value on the bus is refused and counted, never applied;
+//! - over a bucket library, a track that one origin finds is announced on the other at once,
+//!   though that one would not list the bucket again for an hour.
 
 #[path = "control_ws/client.rs"]
 #[allow(dead_code)] // shared with tests/control_ws.rs, which uses the rest
 mod client;
 mod common;
+#[path = "bucket_serve/fixture.rs"]
+#[allow(dead_code)] // shared with tests/bucket_serve.rs, which uses the rest
+mod fixture;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -423,4 +428,43 @@ async fn forged_bus_messages_and_values_are_refused() {
     let state = state_where(&mut a, |s| s["volume"] == 0.5).await;
     assert_eq!(state["track"], loaded["track"]);
     assert!(state["revision"].as_u64() < Some(99), "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_news_from_one_origin_reaches_devices_on_another() {
+    let bucket = fixture::BucketLibrary::new();
+    let first = bucket.wav("first.wav", 1.5);
+    bucket.ingest("ingester", &first);
+    let redis = RedisServer::start();
+    let bus = redis.url();
+    let one = bucket.serve("one", &["--bus", &bus, "--rescan-secs", "1"]);
+    // Origin two lists the bucket once an hour: only the bus can tell it sooner.
+    let two = bucket.serve("two", &["--bus", &bus, "--rescan-secs", "3600"]);
+    bus_up(&one).await;
+    bus_up(&two).await;
+    let (mut device, _) = device(&two, "news", "Phone").await;
+
+    // Another length: the generated audio differs, so it is another track.
+    let second = bucket.wav("second.wav", 2.5);
+    let id = bucket.ingest("ingester", &second);
+    let news = tokio::time::timeout(client::WAIT * 9 / 10, next_of(&mut device, "library")).await;
+    let one_lists = get(one.url("/api/tracks")).await;
+    let two_lists = get(two.url("/api/tracks")).await;
+    let news = news
+        .unwrap_or_else(|_| {
+            panic!(
+                "no library news on origin two\none lists {one_lists}\ntwo lists {two_lists}\norigin one:\n{}\norigin two:\n{}",
+                one.log_tail(20),
+                two.log_tail(20)
+            )
+        });
+    let added: Vec<&str> = news["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, [id.as_str()], "{news}");
+    let track = get(two.url(&format!("/api/tracks/{id}"))).await;
+    assert!(track.contains(&id), "{track}");
 }
