@@ -10,7 +10,8 @@
 //! - an origin killed with SIGKILL: its devices leave the session on the other origin within
 //!   the heartbeat window, and a device that reconnects finds its session as it was;
 //! - Redis stopped: media and sessions go on locally, `/healthz` says so, one warning; Redis
-//!   back (its state lost): the sessions are written back and shared again;
+//!   back (its state lost): the sessions are written back and shared again; the same for an
+//!   origin started while Redis is down;
 //! - a forged notice or stored value on the bus is refused and counted, never applied;
 //! - over a bucket library, a track that one origin finds is announced on the other at once,
 //!   though that one would not list the bucket again for an hour.
@@ -467,4 +468,36 @@ async fn library_news_from_one_origin_reaches_devices_on_another() {
     assert_eq!(added, [id.as_str()], "{news}");
     let track = get(two.url(&format!("/api/tracks/{id}"))).await;
     assert!(track.contains(&id), "{track}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_started_without_redis_serves_and_shares_its_sessions_once_redis_is_up() {
+    let library = Library::new();
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let one = origin(&library.lib.library(), &redis);
+    poll_until(&one.url("/healthz"), "local at start", |b| {
+        b.contains("bus: local (redis unreachable")
+    })
+    .await;
+    let mut a = Pumped::new(device(&one, "attic", "A").await.0);
+    a.send(json!({"type":"load","tracks":[library.tracks[0]],"play":false}))
+        .await;
+    let local = a
+        .state_where(|s| s["track"] == library.tracks[0].as_str())
+        .await;
+    assert!(
+        local.is_some(),
+        "a local session works:\n{}",
+        one.log_tail(20)
+    );
+
+    redis.restart();
+    bus_up(&one).await;
+    let two = origin(&library.lib.library(), &redis);
+    bus_up(&two).await;
+    // The session made before Redis was up is shared now: a device on origin two finds it.
+    let (mut b, _) = device(&two, "attic", "B").await;
+    let state = next_of(&mut b, "state").await;
+    assert_eq!(state["queue"], json!([library.tracks[0]]), "{state}");
 }

@@ -340,4 +340,32 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn the_bus_flags_are_validated_and_the_prefix_follows_the_library() {
+        let base = |lib: &str| ServeConfig::new(PathBuf::from(lib).into(), "127.0.0.1:0", "*", 0);
+        let ok = base("lib")
+            .unwrap()
+            .with_bus(
+                Some("redis://127.0.0.1:6379"),
+                Some("0123456789abcdef"),
+                3600,
+            )
+            .unwrap();
+        assert_eq!(ok.control.bus.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(ok.control.session_ttl, Duration::from_secs(3600));
+        let other = base("other").unwrap().with_bus(None, None, 3600).unwrap();
+        assert_ne!(ok.control.bus_prefix, other.control.bus_prefix);
+        assert!(other.control.bus.is_none());
+        for (url, key, ttl) in [
+            (Some("http://127.0.0.1:6379"), None, 3600),
+            (Some("rediss://redis.example"), None, 3600),
+            (Some("redis://127.0.0.1:6379"), Some("short"), 3600),
+            (None, None, 10),
+            (None, None, 31 * 24 * 3600),
+        ] {
+            let refused = base("lib").unwrap().with_bus(url, key, ttl);
+            assert!(refused.is_err(), "{url:?} {key:?} {ttl}");
+        }
+    }
 }
