@@ -368,6 +368,9 @@ async fn without_redis_sessions_go_on_locally_and_are_shared_again_when_it_retur
     let log = one.log().join("\n");
     let warnings = log.matches("Redis does not answer").count();
     assert_eq!(warnings, 1, "one warning per outage:\n{log}");
+    for (server, name) in [(&one, "origin one"), (&two, "origin two")] {
+        fixture::assert_no_panic(server, name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,4 +503,5 @@ async fn an_origin_started_without_redis_serves_and_shares_its_sessions_once_red
     let (mut b, _) = device(&two, "attic", "B").await;
     let state = next_of(&mut b, "state").await;
     assert_eq!(state["queue"], json!([library.tracks[0]]), "{state}");
+    fixture::assert_no_panic(&one, "origin one");
 }
