@@ -69,6 +69,9 @@ pub struct SessionTable {
     /// Without a bus: sessions whose devices all left, kept until the TTL (a device that
     /// reconnects finds its session as it was).
     parked: Mutex<HashMap<String, (Session, Stamp)>>,
+    /// Leaves that could not be stored in Redis: (session, device), stored by the next sweep
+    /// that finds Redis answering.
+    pending_leaves: Mutex<Vec<(String, String)>>,
     /// One lock per session with a change in progress: changes on this origin queue in order.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     session_ttl: Duration,
@@ -103,6 +106,7 @@ impl SessionTable {
             down: Mutex::new(None),
             local: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
+            pending_leaves: Mutex::new(Vec::new()),
             locks: Mutex::new(HashMap::new()),
             session_ttl,
             liveness,
@@ -207,14 +211,23 @@ impl SessionTable {
             }
         };
         let now = Stamp::now();
-        if let Err(e) = self
+        let shared = self.live_bus().is_some();
+        let stored = self
             .update(id, false, None, |s| {
                 s.leave(device, now);
                 Ok(())
             })
-            .await
-        {
+            .await;
+        if let Err(e) = &stored {
             tracing::debug!(session = id, error = e.message, "control: leave not stored");
+        }
+        // Not stored in Redis (it was down): the sweep stores it once Redis is back, or this
+        // device would stay in the shared session, which no live origin would clear.
+        if self.bus.is_some() && (stored.is_err() || !shared || self.live_bus().is_none()) {
+            let mut pending = lock(&self.pending_leaves);
+            if pending.len() < MAX_PARKED {
+                pending.push((id.to_string(), device.to_string()));
+            }
         }
         if last {
             let mut local = lock(&self.local);

@@ -34,6 +34,23 @@ impl SessionTable {
                 return;
             }
         }
+        let leaves = std::mem::take(&mut *lock(&self.pending_leaves));
+        for (id, device) in leaves {
+            let now = Stamp::now();
+            let stored = self
+                .update(&id, false, None, |s| {
+                    s.leave(&device, now);
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = stored {
+                tracing::debug!(
+                    session = id,
+                    error = e.message,
+                    "bus: pending leave dropped"
+                );
+            }
+        }
         let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
         for id in ids {
             self.sweep_one(bus, &id).await;
