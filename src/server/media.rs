@@ -1,5 +1,9 @@
 //! `GET /media/{track_id}/{path}`: manifests, init and media segments, cover and waveform, at
 //! the URLs the manifests give (their relative URLs resolve under the same prefix).
+//!
+//! Responses of rendition files also tell a CDN what comes next ([`Assist`]), and the CMCD of
+//! the request is observed ([`super::cmcd`]); neither changes the body, the validators or the
+//! caching headers, which [`respond`] builds first.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -7,18 +11,20 @@ use std::time::SystemTime;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use bytes::Bytes;
+use quick_cache::sync::Cache;
 
 use super::AppState;
 use super::bucket_files::Download;
 use super::error::ApiError;
-use super::files::cache_control;
+use super::files::{FileStore, cache_control};
 use super::http::conditional::EntityTag;
 use super::http::encoding::Coding;
 use super::http::respond::{Entity, prepare, respond, select_coding};
-use super::paths::MediaPath;
+use super::paths::{MediaKind, MediaPath};
+use crate::store::layout::{INIT_SEGMENT_FILE, MEDIA_PLAYLIST_FILE, segment_name};
 
 /// `GET /media/{track_id}/{*path}`; anything refused or missing is the same 404.
 pub async fn media(
@@ -33,15 +39,159 @@ pub async fn media(
     };
     let path = MediaPath::parse(&track_id, &rest).ok_or(ApiError::NotFound)?;
     let (method, headers) = (request.method(), request.headers());
+    let query = request.uri().query();
+    (state.cmcd()).observe(&path.track_id, &path.relative, query, headers);
+    let assist = state.segment_counts().assist_of(state.files(), &path).await;
     if streamable(method, headers, &path)
         && let Some(download) = state.files().arriving(&path).await?
     {
-        return Ok(stream(headers, &path, &download));
+        let mut response = stream(headers, &path, &download);
+        assist.apply(&mut response);
+        return Ok(response);
     }
     let entity = state.files().load(path).await?;
     let coding = select_coding(headers, &entity);
     prepare(&entity, coding).await;
-    Ok(respond(method, headers, &entity, coding, SystemTime::now()))
+    let mut response = respond(method, headers, &entity, coding, SystemTime::now());
+    assist.apply(&mut response);
+    Ok(response)
+}
+
+/// Akamai's origin-assist prefetch response header: the path of the object its edge should
+/// fetch next (Akamai Adaptive Media Delivery, "Use the origin-assist scheme").
+pub const PREFETCH_PATH: HeaderName = HeaderName::from_static("cdn-origin-assist-prefetch-path");
+
+/// What a response of a rendition file tells a CDN about what comes next.
+///
+/// - An init or media segment names the next media segment of the same rendition in
+///   `CDN-Origin-Assist-Prefetch-Path` (none after the last). The value is a path relative to
+///   the request (`4.m4s`), which Akamai resolves against the URL the player asked its edge
+///   for: so it stays right behind a CDN that maps the origin under another prefix, and keeps
+///   the `/t/TOKEN/` of a signed URL without the origin writing the token into it. It is sent
+///   whether or not the request carried `CDN-Origin-Assist-Prefetch-Enabled: 1`: it depends on
+///   the URL alone, so caches may store it with the bytes without a `Vary`.
+/// - A media playlist carries `Link: <init.mp4>; rel=preload, <1.m4s>; rel=preload` (RFC 8288,
+///   relative to the playlist's URL as above): a player that loads the playlist fetches those
+///   two next, so a CDN that turns preload links into early hints or edge prefetches (Cloudflare,
+///   Fastly) starts them at once. Segments get no `Link`: browsers ignore preload links on
+///   fetch responses, and the prefetch header above already covers edges. The master playlist
+///   and the MPD get none either: they list every rendition and the player picks one, so
+///   preloading all would fetch what is never played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assist {
+    /// No header.
+    Nothing,
+    /// `CDN-Origin-Assist-Prefetch-Path` naming media segment `n` (1-based, as named).
+    Prefetch(usize),
+    /// The media playlist's `Link` preloads.
+    Preload,
+}
+
+impl Assist {
+    /// Adds the headers to `response` if it is a success or a 304 (RFC 9110 15.4.5: a 304
+    /// sends the fields a 200 would, so a revalidating cache keeps them); errors get none.
+    pub fn apply(self, response: &mut Response) {
+        let status = response.status();
+        if !(status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED) {
+            return;
+        }
+        let headers = response.headers_mut();
+        match self {
+            Assist::Nothing => {}
+            Assist::Prefetch(n) => {
+                if let Ok(value) = HeaderValue::from_str(&segment_name(n - 1)) {
+                    headers.insert(PREFETCH_PATH, value);
+                }
+            }
+            Assist::Preload => {
+                let link = format!(
+                    "<{INIT_SEGMENT_FILE}>; rel=preload; as=fetch; crossorigin, \
+                     <{}>; rel=preload; as=fetch; crossorigin",
+                    segment_name(0)
+                );
+                if let Ok(value) = HeaderValue::from_str(&link) {
+                    headers.insert(header::LINK, value);
+                }
+            }
+        }
+    }
+}
+
+/// The number of media segments of each rendition, read once from its media playlist (which,
+/// like everything in a rendition directory, never changes). Bounded: a forgotten rendition is
+/// read again, from the hot-file cache most of the time.
+#[derive(Debug)]
+pub struct SegmentCounts {
+    counts: Cache<String, usize>,
+}
+
+/// Renditions whose segment count is remembered.
+const COUNTED_RENDITIONS: usize = 16_384;
+
+impl Default for SegmentCounts {
+    fn default() -> Self {
+        SegmentCounts {
+            counts: Cache::new(COUNTED_RENDITIONS),
+        }
+    }
+}
+
+impl SegmentCounts {
+    /// The [`Assist`] of `track_id/relative` (the parts of a [`MediaPath`]), or `None` when it
+    /// depends on a segment count not known yet (the caller then asks [`Self::assist_of`]).
+    pub fn assist(&self, track_id: &str, relative: &str) -> Option<Assist> {
+        let Some((dir, name)) = relative.split_once('/') else {
+            return Some(Assist::Nothing);
+        };
+        let next = match name {
+            MEDIA_PLAYLIST_FILE => return Some(Assist::Preload),
+            INIT_SEGMENT_FILE => 1,
+            _ => match name.strip_suffix(".m4s").map(str::parse::<usize>) {
+                Some(Ok(n)) if n >= 1 => n + 1,
+                _ => return Some(Assist::Nothing),
+            },
+        };
+        let count = self.counts.get(&rendition_key(track_id, dir))?;
+        Some(match next <= count {
+            true => Assist::Prefetch(next),
+            false => Assist::Nothing,
+        })
+    }
+
+    /// The [`Assist`] of `path`, reading its rendition's media playlist if needed; a playlist
+    /// that cannot be read or parsed gives [`Assist::Nothing`] (the file itself still serves).
+    pub async fn assist_of(&self, files: &Arc<FileStore>, path: &MediaPath) -> Assist {
+        if !path.immutable || path.kind != MediaKind::Segment {
+            return self.assist(&path.track_id, &path.relative).unwrap_or(Assist::Nothing);
+        }
+        if let Some(assist) = self.assist(&path.track_id, &path.relative) {
+            return assist;
+        }
+        let Some((dir, _)) = path.relative.split_once('/') else {
+            return Assist::Nothing;
+        };
+        let playlist = format!("{dir}/{MEDIA_PLAYLIST_FILE}");
+        let Some(playlist) = MediaPath::parse(&path.track_id, &playlist) else {
+            return Assist::Nothing;
+        };
+        let Ok(entity) = files.load(playlist).await else {
+            return Assist::Nothing;
+        };
+        match m3u8_rs::parse_media_playlist_res(&entity.body) {
+            Ok(parsed) => {
+                let key = rendition_key(&path.track_id, dir);
+                self.counts.insert(key, parsed.segments.len());
+                self.assist(&path.track_id, &path.relative)
+                    .unwrap_or(Assist::Nothing)
+            }
+            Err(_) => Assist::Nothing,
+        }
+    }
+}
+
+/// The key of a rendition in [`SegmentCounts`].
+fn rendition_key(track_id: &str, dir: &str) -> String {
+    format!("{track_id}/{dir}")
 }
 
 /// Whether the answer is the whole body as is, so it may be streamed from a bucket as it

@@ -54,8 +54,57 @@ struct BucketLabels {
     outcome: &'static str,
 }
 
+/// Labels of CMCD requests (CTA-5004).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CmcdLabels {
+    /// `query` or `headers`.
+    transmission: &'static str,
+    /// `valid` or `invalid` (ignored).
+    outcome: &'static str,
+}
+
+/// Labels of CMCD `nor` warm-ups.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// The metrics of the CMCD players send (see `server::cmcd`).
+struct CmcdMetrics {
+    requests: Family<CmcdLabels, Counter>,
+    sessions: Gauge,
+    buffer_length: Histogram,
+    throughput: Histogram,
+    warms: Family<OutcomeLabels, Counter>,
+}
+
+impl CmcdMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let m = CmcdMetrics {
+            requests: Family::default(),
+            sessions: Gauge::default(),
+            // 100 ms to about 7 minutes of buffer; 16 kbit/s to about 134 Mbit/s.
+            buffer_length: Histogram::new(exponential_buckets(100.0, 2.0, 13)),
+            throughput: Histogram::new(exponential_buckets(16.0, 2.0, 14)),
+            warms: Family::default(),
+        };
+        let help = "Media requests carrying CMCD (CTA-5004), by transmission and outcome";
+        r.register("segue_cmcd_requests", help, m.requests.clone());
+        let help = "Distinct CMCD session ids (sid) seen in the last 5 minutes (at most 10000)";
+        r.register("segue_cmcd_sessions", help, m.sessions.clone());
+        let help = "CMCD buffer length (bl) players reported, in milliseconds";
+        r.register("segue_cmcd_buffer_length_ms", help, m.buffer_length.clone());
+        let help = "CMCD measured throughput (mtp) players reported, in kilobits per second";
+        r.register("segue_cmcd_throughput_kbps", help, m.throughput.clone());
+        let help = "CMCD next-object (nor) warm-ups, by outcome (warmed, failed, busy, refused)";
+        r.register("segue_cmcd_warms", help, m.warms.clone());
+        m
+    }
+}
+
 /// Every metric of the server.
 pub struct Metrics {
+    cmcd: CmcdMetrics,
     bucket_requests: Family<BucketLabels, Counter>,
     bucket_bytes: Family<BucketLabels, Counter>,
     bucket_seconds: Family<BucketLabels, Histogram>,
@@ -153,7 +202,9 @@ impl Metrics {
         let zero_copy_bytes = Counter::default();
         let help = "Response body bytes sent from files with sendfile, without a copy";
         r.register("segue_zero_copy_bytes", help, zero_copy_bytes.clone());
+        let cmcd = CmcdMetrics::register(r);
         Metrics {
+            cmcd,
             bucket_requests,
             bucket_bytes,
             bucket_seconds,
@@ -173,6 +224,42 @@ impl Metrics {
             open_connections,
             connections,
         }
+    }
+
+    /// Counts one media request carrying CMCD (`transmission`: `query`, `headers`; `outcome`:
+    /// `valid`, `invalid`).
+    pub fn cmcd_request(&self, transmission: &'static str, outcome: &'static str) {
+        let labels = CmcdLabels {
+            transmission,
+            outcome,
+        };
+        self.cmcd.requests.get_or_create(&labels).inc();
+    }
+
+    /// Observes a CMCD buffer length, in milliseconds.
+    pub fn cmcd_buffer_length(&self, ms: u64) {
+        // Exact for any value a player sends (CMCD integers have at most 15 digits).
+        self.cmcd.buffer_length.observe(ms as f64);
+    }
+
+    /// Observes a CMCD measured throughput, in kilobits per second.
+    pub fn cmcd_throughput(&self, kbps: u64) {
+        self.cmcd.throughput.observe(kbps as f64);
+    }
+
+    /// Sets the number of CMCD sessions seen recently.
+    pub fn set_cmcd_sessions(&self, sessions: usize) {
+        self.cmcd
+            .sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one CMCD `nor` warm-up by outcome (`warmed`, `failed`, `busy`, `refused`).
+    pub fn cmcd_warm(&self, outcome: &'static str) {
+        self.cmcd
+            .warms
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Counts body bytes sent from a file without a copy.
