@@ -129,7 +129,10 @@ pub fn from_request(
     headers: &HeaderMap,
 ) -> Option<(Transmission, Result<Cmcd, CmcdError>)> {
     if let Some(encoded) = query.and_then(query_argument) {
-        return Some((Transmission::Query, percent_decode(encoded).and_then(|p| parse(&p))));
+        return Some((
+            Transmission::Query,
+            percent_decode(encoded).and_then(|p| parse(&p)),
+        ));
     }
     let mut present = HEADERS
         .iter()
@@ -244,10 +247,11 @@ fn pairs(payload: &str) -> Result<Vec<(String, Value)>, CmcdError> {
         if pairs.len() == MAX_PAIRS {
             return Err(CmcdError::TooLong);
         }
-        let key_end = at + bytes[at..]
-            .iter()
-            .position(|b| matches!(b, b'=' | b','))
-            .unwrap_or(bytes.len() - at);
+        let key_end = at
+            + bytes[at..]
+                .iter()
+                .position(|b| matches!(b, b'=' | b','))
+                .unwrap_or(bytes.len() - at);
         let key = &payload[at..key_end];
         let key_ok = key.len() <= MAX_KEY_BYTES
             && key.starts_with(|c: char| c.is_ascii_lowercase())
@@ -301,10 +305,11 @@ fn value(payload: &str, at: usize) -> Result<(Value, usize), CmcdError> {
             }
         }
     }
-    let end = at + bytes[at..]
-        .iter()
-        .position(|b| *b == b',')
-        .unwrap_or(bytes.len() - at);
+    let end = at
+        + bytes[at..]
+            .iter()
+            .position(|b| *b == b',')
+            .unwrap_or(bytes.len() - at);
     let raw = &payload[at..end];
     if raw.is_empty() {
         return Err(CmcdError::Syntax { at });

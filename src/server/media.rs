@@ -40,7 +40,9 @@ pub async fn media(
     let path = MediaPath::parse(&track_id, &rest).ok_or(ApiError::NotFound)?;
     let (method, headers) = (request.method(), request.headers());
     let query = request.uri().query();
-    (state.cmcd()).observe(&path.track_id, &path.relative, query, headers);
+    state
+        .cmcd()
+        .observe(&path.track_id, &path.relative, query, headers);
     let assist = state.segment_counts().assist_of(state.files(), &path).await;
     if streamable(method, headers, &path)
         && let Some(download) = state.files().arriving(&path).await?
@@ -162,7 +164,9 @@ impl SegmentCounts {
     /// that cannot be read or parsed gives [`Assist::Nothing`] (the file itself still serves).
     pub async fn assist_of(&self, files: &Arc<FileStore>, path: &MediaPath) -> Assist {
         if !path.immutable || path.kind != MediaKind::Segment {
-            return self.assist(&path.track_id, &path.relative).unwrap_or(Assist::Nothing);
+            return self
+                .assist(&path.track_id, &path.relative)
+                .unwrap_or(Assist::Nothing);
         }
         if let Some(assist) = self.assist(&path.track_id, &path.relative) {
             return assist;
