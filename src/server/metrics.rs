@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::cmcd::metrics::CmcdMetrics;
+
 /// Content-Type of the OpenMetrics text exposition format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -52,54 +54,6 @@ struct CodeLabels {
 struct BucketLabels {
     op: &'static str,
     outcome: &'static str,
-}
-
-/// Labels of CMCD requests (CTA-5004).
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CmcdLabels {
-    /// `query` or `headers`.
-    transmission: &'static str,
-    /// `valid` or `invalid` (ignored).
-    outcome: &'static str,
-}
-
-/// Labels of CMCD `nor` warm-ups.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-/// The metrics of the CMCD players send (see `server::cmcd`).
-struct CmcdMetrics {
-    requests: Family<CmcdLabels, Counter>,
-    sessions: Gauge,
-    buffer_length: Histogram,
-    throughput: Histogram,
-    warms: Family<OutcomeLabels, Counter>,
-}
-
-impl CmcdMetrics {
-    fn register(r: &mut Registry) -> Self {
-        let m = CmcdMetrics {
-            requests: Family::default(),
-            sessions: Gauge::default(),
-            // 100 ms to about 7 minutes of buffer; 16 kbit/s to about 134 Mbit/s.
-            buffer_length: Histogram::new(exponential_buckets(100.0, 2.0, 13)),
-            throughput: Histogram::new(exponential_buckets(16.0, 2.0, 14)),
-            warms: Family::default(),
-        };
-        let help = "Media requests carrying CMCD (CTA-5004), by transmission and outcome";
-        r.register("segue_cmcd_requests", help, m.requests.clone());
-        let help = "Distinct CMCD session ids (sid) seen in the last 5 minutes (at most 10000)";
-        r.register("segue_cmcd_sessions", help, m.sessions.clone());
-        let help = "CMCD buffer length (bl) players reported, in milliseconds";
-        r.register("segue_cmcd_buffer_length_ms", help, m.buffer_length.clone());
-        let help = "CMCD measured throughput (mtp) players reported, in kilobits per second";
-        r.register("segue_cmcd_throughput_kbps", help, m.throughput.clone());
-        let help = "CMCD next-object (nor) warm-ups, by outcome (warmed, failed, busy, refused)";
-        r.register("segue_cmcd_warms", help, m.warms.clone());
-        m
-    }
 }
 
 /// Every metric of the server.
@@ -226,40 +180,9 @@ impl Metrics {
         }
     }
 
-    /// Counts one media request carrying CMCD (`transmission`: `query`, `headers`; `outcome`:
-    /// `valid`, `invalid`).
-    pub fn cmcd_request(&self, transmission: &'static str, outcome: &'static str) {
-        let labels = CmcdLabels {
-            transmission,
-            outcome,
-        };
-        self.cmcd.requests.get_or_create(&labels).inc();
-    }
-
-    /// Observes a CMCD buffer length, in milliseconds.
-    pub fn cmcd_buffer_length(&self, ms: u64) {
-        // Exact for any value a player sends (CMCD integers have at most 15 digits).
-        self.cmcd.buffer_length.observe(ms as f64);
-    }
-
-    /// Observes a CMCD measured throughput, in kilobits per second.
-    pub fn cmcd_throughput(&self, kbps: u64) {
-        self.cmcd.throughput.observe(kbps as f64);
-    }
-
-    /// Sets the number of CMCD sessions seen recently.
-    pub fn set_cmcd_sessions(&self, sessions: usize) {
-        self.cmcd
-            .sessions
-            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
-    }
-
-    /// Counts one CMCD `nor` warm-up by outcome (`warmed`, `failed`, `busy`, `refused`).
-    pub fn cmcd_warm(&self, outcome: &'static str) {
-        self.cmcd
-            .warms
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+    /// The metrics of the CMCD players send.
+    pub fn cmcd(&self) -> &CmcdMetrics {
+        &self.cmcd
     }
 
     /// Counts body bytes sent from a file without a copy.
