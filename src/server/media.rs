@@ -19,11 +19,11 @@ use quick_cache::sync::Cache;
 use super::AppState;
 use super::bucket_files::Download;
 use super::error::ApiError;
-use super::files::{FileStore, cache_control};
+use super::files::cache_control;
 use super::http::conditional::EntityTag;
 use super::http::encoding::Coding;
 use super::http::respond::{Entity, prepare, respond, select_coding};
-use super::paths::{MediaKind, MediaPath};
+use super::paths::MediaPath;
 use crate::store::layout::{INIT_SEGMENT_FILE, MEDIA_PLAYLIST_FILE, segment_name};
 
 /// `GET /media/{track_id}/{*path}`; anything refused or missing is the same 404.
@@ -43,19 +43,21 @@ pub async fn media(
     state
         .cmcd()
         .observe(&path.track_id, &path.relative, query, headers);
-    let assist = state.segment_counts().assist_of(state.files(), &path).await;
+    // The CDN headers once the file is known to exist, so a request for a missing one never
+    // costs a catalog query.
+    let counts = state.segment_counts();
     if streamable(method, headers, &path)
         && let Some(download) = state.files().arriving(&path).await?
     {
         let mut response = stream(headers, &path, &download);
-        assist.apply(&mut response);
+        counts.assist_of(&state, &path).await.apply(&mut response);
         return Ok(response);
     }
-    let entity = state.files().load(path).await?;
+    let entity = state.files().load(path.clone()).await?;
     let coding = select_coding(headers, &entity);
     prepare(&entity, coding).await;
     let mut response = respond(method, headers, &entity, coding, SystemTime::now());
-    assist.apply(&mut response);
+    counts.assist_of(&state, &path).await.apply(&mut response);
     Ok(response)
 }
 
@@ -119,9 +121,9 @@ impl Assist {
     }
 }
 
-/// The number of media segments of each rendition, read once from its media playlist (which,
-/// like everything in a rendition directory, never changes). Bounded: a forgotten rendition is
-/// read again, from the hot-file cache most of the time.
+/// The number of media segments of each rendition, from the track's catalog record, asked once
+/// per track (a rendition directory never changes, so neither does its count). Bounded: a
+/// forgotten rendition is asked again.
 #[derive(Debug)]
 pub struct SegmentCounts {
     counts: Cache<String, usize>,
@@ -160,36 +162,23 @@ impl SegmentCounts {
         })
     }
 
-    /// The [`Assist`] of `path`, reading its rendition's media playlist if needed; a playlist
-    /// that cannot be read or parsed gives [`Assist::Nothing`] (the file itself still serves).
-    pub async fn assist_of(&self, files: &Arc<FileStore>, path: &MediaPath) -> Assist {
-        if !path.immutable || path.kind != MediaKind::Segment {
-            return self
-                .assist(&path.track_id, &path.relative)
-                .unwrap_or(Assist::Nothing);
-        }
+    /// The [`Assist`] of `path`, asking the catalog for its track's segment counts if needed
+    /// (the record lists every rendition's segments; no file is read, so the file caches and
+    /// their counters see nothing); a track the catalog cannot give gets [`Assist::Nothing`].
+    pub async fn assist_of(&self, state: &AppState, path: &MediaPath) -> Assist {
         if let Some(assist) = self.assist(&path.track_id, &path.relative) {
             return assist;
         }
-        let Some((dir, _)) = path.relative.split_once('/') else {
+        let id = path.track_id.clone();
+        let Ok(Some(record)) = state.with_catalog(move |c| Ok(c.get(&id)?)).await else {
             return Assist::Nothing;
         };
-        let playlist = format!("{dir}/{MEDIA_PLAYLIST_FILE}");
-        let Some(playlist) = MediaPath::parse(&path.track_id, &playlist) else {
-            return Assist::Nothing;
-        };
-        let Ok(entity) = files.load(playlist).await else {
-            return Assist::Nothing;
-        };
-        match m3u8_rs::parse_media_playlist_res(&entity.body) {
-            Ok(parsed) => {
-                let key = rendition_key(&path.track_id, dir);
-                self.counts.insert(key, parsed.segments.len());
-                self.assist(&path.track_id, &path.relative)
-                    .unwrap_or(Assist::Nothing)
-            }
-            Err(_) => Assist::Nothing,
+        for rendition in &record.renditions {
+            let key = rendition_key(&path.track_id, &rendition.dir);
+            self.counts.insert(key, rendition.segment_sizes.len());
         }
+        self.assist(&path.track_id, &path.relative)
+            .unwrap_or(Assist::Nothing)
     }
 }
 
