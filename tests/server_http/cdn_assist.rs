@@ -1,13 +1,17 @@
 //! CDN cooperation (src/server/media.rs `Assist`, src/server/cmcd.rs): segment responses name
 //! the next segment for Akamai's edge (`CDN-Origin-Assist-Prefetch-Path`), media playlists
 //! preload their first objects (`Link`, RFC 8288), and the CMCD players send (CTA-5004) is
-//! counted and its `nor` warmed; none of it changes bytes, validators or caching.
+//! counted and its `nor` warmed (into the hot-file cache, and from a moto bucket into the
+//! origin's caches); none of it changes bytes, validators or caching.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use segue::config::ServeConfig;
 use segue::server::signing::Signer;
 
+use crate::common::s3::S3Server;
+use crate::common::{ServeCommand, TempLibrary, make_wav};
 use crate::support::*;
 
 const PREFETCH: &str = "cdn-origin-assist-prefetch-path";
@@ -278,4 +282,65 @@ async fn hostile_cmcd_is_ignored_and_the_answer_unchanged() {
         assert_eq!(metric(&text, series), value as f64, "{series} in\n{text}");
     }
     server.stop().await;
+}
+
+/// How many times the bucket has been asked for an object whose key ends with `key`.
+fn bucket_reads(s3: &S3Server, key: &str) -> usize {
+    // Waits for moto's log to be quiet: blocking, so off the runtime's worker.
+    let requests = tokio::task::block_in_place(|| s3.requests());
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.split(' ').nth(1).is_some_and(|t| t.ends_with(key)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nor_warms_a_bucket_object_so_the_next_request_spares_the_bucket() {
+    let s3 = tokio::task::block_in_place(S3Server::start);
+    let temp = TempLibrary::new();
+    let state = temp.dir.path().join("machine");
+    let wav = make_wav(&temp.inputs(), "bucket.wav", 48_000, SECONDS);
+    let id =
+        tokio::task::block_in_place(|| s3.ingest_from_machine("lib", &state, &[&wav])).remove(0);
+    let cache_dir = state.join("disk-cache");
+    let server = tokio::task::block_in_place(|| {
+        ServeCommand::new(Path::new(&s3.url("lib")))
+            .args(&["--cache-dir", &cache_dir.to_string_lossy()])
+            .envs(s3.machine_env(&state))
+            .start()
+    });
+    let track = send(server.addr, "GET", &format!("/api/tracks/{id}"), &[]).await;
+    let track: serde_json::Value = serde_json::from_slice(&track.body).unwrap();
+    let init = track["renditions"][0]["init"]
+        .as_str()
+        .expect("an init URL");
+    let (base, _) = init.rsplit_once('/').expect("a rendition directory");
+    let next_key = format!("{}/2.m4s", base.trim_start_matches("/media/"));
+    assert_eq!(
+        bucket_reads(&s3, &next_key),
+        0,
+        "nothing read {next_key} yet"
+    );
+    let first = format!("{base}/1.m4s?{}", cmcd_query("nor=\"2.m4s\",sid=\"b\""));
+    assert_eq!(send(server.addr, "GET", &first, &[]).await.status, 200);
+    let warmed = r#"segue_cmcd_warms_total{outcome="warmed"}"#;
+    let mut text = String::new();
+    for _ in 0..200 {
+        let resp = send(server.addr, "GET", "/metrics", &[]).await;
+        text = String::from_utf8(resp.body).unwrap();
+        if metric(&text, warmed) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(metric(&text, warmed), 1.0, "{text}");
+    assert_eq!(bucket_reads(&s3, &next_key), 1, "the warm-up read it once");
+    let second = send(server.addr, "GET", &format!("{base}/2.m4s"), &[]).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        bucket_reads(&s3, &next_key),
+        1,
+        "the player's request for it was served from the caches"
+    );
+    tokio::task::block_in_place(|| drop(server));
 }
