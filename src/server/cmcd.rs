@@ -78,15 +78,33 @@ pub fn resolve_next(track_id: &str, from: &str, nor: &str) -> Option<MediaPath> 
 struct Sessions {
     last_seen: HashMap<u64, Instant>,
     hasher: RandomState,
+    /// When expired sessions were last dropped.
+    pruned: Instant,
 }
 
+/// How often expired sessions are dropped (a pass over at most [`MAX_SESSIONS`] entries).
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
 impl Sessions {
-    /// Notes `sid` at `now`; returns how many sessions are recent.
+    /// No session seen yet.
+    fn new(now: Instant) -> Self {
+        Sessions {
+            last_seen: HashMap::new(),
+            hasher: RandomState::new(),
+            pruned: now,
+        }
+    }
+
+    /// Notes `sid` at `now`; returns how many sessions are recent (seen within
+    /// [`SESSION_WINDOW`], give or take [`PRUNE_EVERY`]).
     fn note(&mut self, sid: &str, now: Instant) -> usize {
         let key = self.hasher.hash_one(sid);
-        if self.last_seen.len() >= MAX_SESSIONS && !self.last_seen.contains_key(&key) {
+        // Not on every new session while full: a flood of fresh `sid`s would make each request
+        // a pass over the whole map. Until the next pass they are simply not counted.
+        if now.saturating_duration_since(self.pruned) >= PRUNE_EVERY {
             self.last_seen
-                .retain(|_, seen| now.duration_since(*seen) < SESSION_WINDOW);
+                .retain(|_, seen| now.saturating_duration_since(*seen) < SESSION_WINDOW);
+            self.pruned = now;
         }
         if self.last_seen.len() < MAX_SESSIONS || self.last_seen.contains_key(&key) {
             self.last_seen.insert(key, now);
@@ -110,10 +128,7 @@ impl CmcdObserver {
         CmcdObserver {
             metrics,
             files,
-            sessions: Mutex::new(Sessions {
-                last_seen: HashMap::new(),
-                hasher: RandomState::new(),
-            }),
+            sessions: Mutex::new(Sessions::new(Instant::now())),
             warms: Arc::new(Semaphore::new(MAX_WARMS)),
         }
     }
@@ -225,11 +240,14 @@ mod tests {
 
     #[test]
     fn sessions_are_bounded_and_expire() {
-        let mut sessions = Sessions {
-            last_seen: HashMap::new(),
-            hasher: RandomState::new(),
-        };
         let start = Instant::now();
+        let mut sessions = Sessions::new(start);
+        assert_eq!(sessions.note("a", start), 1);
+        assert_eq!(sessions.note("b", start + SESSION_WINDOW / 2), 2);
+        // Not full: "a" expires on its own, "b" is still recent.
+        let later = start + SESSION_WINDOW + PRUNE_EVERY;
+        assert_eq!(sessions.note("c", later), 2);
+        let mut sessions = Sessions::new(start);
         assert_eq!(sessions.note("a", start), 1);
         assert_eq!(sessions.note("a", start), 1);
         for i in 0..MAX_SESSIONS + 10 {
