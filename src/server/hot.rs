@@ -94,7 +94,7 @@ impl HotPath {
             return None;
         }
         // The CDN headers of the answer; a segment count not known yet is read by the router.
-        let assist = self.segment_counts.assist(track_id, path)?;
+        let assist = self.segment_counts.assist(key)?;
         let entity = self.files.cached_at(key)?;
         let headers = request.headers();
         let coding = select_coding(headers, &entity);

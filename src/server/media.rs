@@ -141,12 +141,17 @@ impl Default for SegmentCounts {
 }
 
 impl SegmentCounts {
-    /// The [`Assist`] of `track_id/relative` (the parts of a [`MediaPath`]), or `None` when it
-    /// depends on a segment count not known yet (the caller then asks [`Self::assist_of`]).
-    pub fn assist(&self, track_id: &str, relative: &str) -> Option<Assist> {
-        let Some((dir, name)) = relative.split_once('/') else {
+    /// The [`Assist`] of the file at `key` (a [`MediaPath::key`], `track/dir/name`), or `None`
+    /// when it depends on a segment count not known yet (then ask [`Self::assist_of`]).
+    /// Allocates nothing: the hot path asks it for every cached segment it answers.
+    pub fn assist(&self, key: &str) -> Option<Assist> {
+        let Some((rendition, name)) = key.rsplit_once('/') else {
             return Some(Assist::Nothing);
         };
+        if !rendition.contains('/') {
+            // `track/name`: a file of the track directory (playlists, MPD, cover, waveform).
+            return Some(Assist::Nothing);
+        }
         let next = match name {
             MEDIA_PLAYLIST_FILE => return Some(Assist::Preload),
             INIT_SEGMENT_FILE => 1,
@@ -155,7 +160,7 @@ impl SegmentCounts {
                 _ => return Some(Assist::Nothing),
             },
         };
-        let count = self.counts.get(&rendition_key(track_id, dir))?;
+        let count = self.counts.get(rendition)?;
         Some(match next <= count {
             true => Assist::Prefetch(next),
             false => Assist::Nothing,
@@ -166,7 +171,8 @@ impl SegmentCounts {
     /// (the record lists every rendition's segments; no file is read, so the file caches and
     /// their counters see nothing); a track the catalog cannot give gets [`Assist::Nothing`].
     pub async fn assist_of(&self, state: &AppState, path: &MediaPath) -> Assist {
-        if let Some(assist) = self.assist(&path.track_id, &path.relative) {
+        let key = path.key();
+        if let Some(assist) = self.assist(&key) {
             return assist;
         }
         let id = path.track_id.clone();
@@ -177,8 +183,7 @@ impl SegmentCounts {
             let key = rendition_key(&path.track_id, &rendition.dir);
             self.counts.insert(key, rendition.segment_sizes.len());
         }
-        self.assist(&path.track_id, &path.relative)
-            .unwrap_or(Assist::Nothing)
+        self.assist(&key).unwrap_or(Assist::Nothing)
     }
 }
 
@@ -229,4 +234,42 @@ fn stream(headers: &HeaderMap, path: &MediaPath, download: &Arc<Download>) -> Re
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(head.size));
     Response::from_parts(parts, Body::from_stream(download.chunks()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn each_file_names_what_follows_it() {
+        let counts = SegmentCounts::default();
+        counts.counts.insert(rendition_key("t", "d"), 3);
+        for (key, assist) in [
+            ("t/d/init.mp4", Some(Assist::Prefetch(1))),
+            ("t/d/1.m4s", Some(Assist::Prefetch(2))),
+            ("t/d/2.m4s", Some(Assist::Prefetch(3))),
+            ("t/d/3.m4s", Some(Assist::Nothing)),
+            ("t/d/0.m4s", Some(Assist::Nothing)),
+            ("t/d/x.m4s", Some(Assist::Nothing)),
+            ("t/d/media.m3u8", Some(Assist::Preload)),
+            ("t/master.m3u8", Some(Assist::Nothing)),
+            ("t/cover.jpg", Some(Assist::Nothing)),
+            ("t/other/1.m4s", None),
+        ] {
+            assert_eq!(counts.assist(key), assist, "{key}");
+        }
+        let headers = |assist: Assist, status: StatusCode| {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            assist.apply(&mut response);
+            response.headers().clone()
+        };
+        let ok = headers(Assist::Prefetch(4), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(ok[&PREFETCH_PATH], "4.m4s");
+        let not_modified = headers(Assist::Preload, StatusCode::NOT_MODIFIED);
+        let link = not_modified[header::LINK].to_str().unwrap();
+        assert!(link.starts_with("<init.mp4>; rel=preload") && link.contains("<1.m4s>"));
+        assert!(headers(Assist::Prefetch(4), StatusCode::RANGE_NOT_SATISFIABLE).is_empty());
+    }
 }
