@@ -73,7 +73,8 @@ function deviceName() {
   return describeDevice(navigator.userAgent, (uaData?.brands ?? []).map((b) => b.brand));
 }
 
-/** ?session=NAME, else one kept in localStorage, so that the tabs of a browser join one session
+/** ?session=NAME, else a random one (128 bits: session names are capabilities) kept in
+ *  localStorage, so that the tabs of a browser join one session
  *  (as Spotify Connect's devices of one account do). */
 function sessionName() {
   const asked = params.get('session');
@@ -82,7 +83,7 @@ function sessionName() {
   let s = null;
   try { s = localStorage.getItem('segue.session'); } catch { /* storage off */ }
   if (s == null || !isSessionName(s)) {
-    s = 's' + [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    s = 's' + [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('');
     try { localStorage.setItem('segue.session', s); } catch { /* storage off: a session per page */ }
   }
   return s;
