@@ -11,6 +11,8 @@ mod support;
 mod abuse;
 #[path = "server_http/caching.rs"]
 mod caching;
+#[path = "server_http/cdn_assist.rs"]
+mod cdn_assist;
 #[path = "server_http/hot.rs"]
 mod hot;
 #[path = "server_http/operations.rs"]

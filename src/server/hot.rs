@@ -23,9 +23,11 @@ use axum::http::{Method, Request};
 use axum::response::Response;
 
 use super::AppState;
+use super::cmcd::CmcdObserver;
 use super::files::FileStore;
 use super::http::cors::Cors;
 use super::http::respond::{respond_from_file, select_coding};
+use super::media::SegmentCounts;
 use super::metrics::RouteMetrics;
 use super::paths::MediaPath;
 use super::signing::{SIGNED_PREFIX, Signer, media_scope};
@@ -41,6 +43,8 @@ pub struct HotPath {
     cors: Cors,
     requests: RouteMetrics,
     signer: Signer,
+    cmcd: Arc<CmcdObserver>,
+    segment_counts: Arc<SegmentCounts>,
 }
 
 impl HotPath {
@@ -51,6 +55,8 @@ impl HotPath {
             cors: state.inner.cors.clone(),
             requests: RouteMetrics::new(Arc::clone(state.metrics()), MEDIA_ROUTE),
             signer: state.signer().clone(),
+            cmcd: Arc::clone(state.cmcd()),
+            segment_counts: Arc::clone(state.segment_counts()),
         }
     }
 
@@ -87,6 +93,8 @@ impl HotPath {
         {
             return None;
         }
+        // The CDN headers of the answer; a segment count not known yet is read by the router.
+        let assist = self.segment_counts.assist(key)?;
         let entity = self.files.cached_at(key)?;
         let headers = request.headers();
         let coding = select_coding(headers, &entity);
@@ -111,8 +119,11 @@ impl HotPath {
             coding,
             SystemTime::now(),
         );
+        assist.apply(&mut response);
         self.cors.decorate(response.headers_mut());
         self.requests.record(&response);
+        self.cmcd
+            .observe(track_id, path, request.uri().query(), headers);
         tracing::info!(
             target: "tower_http::trace::on_response",
             latency = %format_args!("{} ms", started.elapsed().as_millis()),

@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::cmcd::metrics::CmcdMetrics;
+
 /// Content-Type of the OpenMetrics text exposition format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -62,6 +64,7 @@ struct BusLabels {
 
 /// Every metric of the server.
 pub struct Metrics {
+    cmcd: CmcdMetrics,
     bus_up: Gauge,
     bus_events: Family<BusLabels, Counter>,
     bucket_requests: Family<BucketLabels, Counter>,
@@ -166,7 +169,9 @@ impl Metrics {
         r.register("segue_bus_up", help, bus_up.clone());
         let help = "Bus events: notice, conflict, repaired, rewritten, rejected, degraded, recovered, disconnected";
         r.register("segue_bus_events", help, bus_events.clone());
+        let cmcd = CmcdMetrics::register(r);
         Metrics {
+            cmcd,
             bus_up,
             bus_events,
             bucket_requests,
@@ -188,6 +193,11 @@ impl Metrics {
             open_connections,
             connections,
         }
+    }
+
+    /// The metrics of the CMCD players send.
+    pub fn cmcd(&self) -> &CmcdMetrics {
+        &self.cmcd
     }
 
     /// Counts body bytes sent from a file without a copy.

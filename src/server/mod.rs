@@ -18,6 +18,9 @@
 //! With signed URLs ([`signing`]), the token guard runs before routing, inside the access log:
 //! it checks and strips `/t/TOKEN/`, and answers a missing or invalid token itself (403).
 //!
+//! Media responses name the next object for CDNs ([`media::Assist`]), and the CMCD players send
+//! is counted and its next-object hint warmed ([`cmcd`]).
+//!
 //! A GET of a segment already in memory skips the router: [`hot`] answers it with the same
 //! parts (same headers, metrics and access-log line; the same token check), for speed.
 //!
@@ -29,6 +32,7 @@
 
 pub mod api;
 pub mod bucket_files;
+pub mod cmcd;
 pub mod conn;
 pub mod control;
 pub mod disk_cache;
@@ -138,6 +142,10 @@ struct Shared {
     rescan: Duration,
     /// Whether a bucket library's storage answers (`None`: a local directory).
     storage: Option<Arc<StorageHealth>>,
+    /// The CMCD of media requests ([`cmcd`]).
+    cmcd: Arc<cmcd::CmcdObserver>,
+    /// Segment counts, for the CDN prefetch headers ([`media::Assist`]).
+    segment_counts: Arc<media::SegmentCounts>,
 }
 
 /// The catalog connection (its type has no Debug).
@@ -203,9 +211,16 @@ impl AppState {
             config.control.clone(),
             Arc::clone(&metrics),
         ));
+        let files = Arc::new(files);
+        let cmcd = Arc::new(cmcd::CmcdObserver::new(
+            Arc::clone(&metrics),
+            Arc::clone(&files),
+        ));
         let shared = Shared {
             catalog: Mutex::new(CatalogHandle(catalog)),
-            files: Arc::new(files),
+            files,
+            cmcd,
+            segment_counts: Arc::default(),
             metrics,
             cors: Cors::new(origin),
             request_timeout: config.request_timeout,
@@ -225,6 +240,16 @@ impl AppState {
     /// The media file store.
     pub fn files(&self) -> &Arc<FileStore> {
         &self.inner.files
+    }
+
+    /// Reads the CMCD of media requests.
+    pub fn cmcd(&self) -> &Arc<cmcd::CmcdObserver> {
+        &self.inner.cmcd
+    }
+
+    /// The segment counts behind the CDN prefetch headers.
+    pub fn segment_counts(&self) -> &Arc<media::SegmentCounts> {
+        &self.inner.segment_counts
     }
 
     /// Signs media and control-channel URLs (a no-op without `--signing-key`).

@@ -24,8 +24,11 @@ use axum::response::{IntoResponse, Response};
 
 /// Methods allowed everywhere.
 pub const ALLOW_METHODS: &str = "GET, HEAD, OPTIONS";
-/// Request headers a cross-origin player may send.
-pub const ALLOW_HEADERS: &str = "Range, If-None-Match, If-Modified-Since, If-Range";
+/// Request headers a cross-origin player may send: the conditional and range fields, and the
+/// four CMCD fields (CTA-5004 2.1) of players in header mode, whose preflight would otherwise
+/// fail and stop playback ([`crate::server::cmcd`] reads them).
+pub const ALLOW_HEADERS: &str = "Range, If-None-Match, If-Modified-Since, If-Range, \
+    CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session";
 /// Response headers a cross-origin script may read.
 pub const EXPOSE_HEADERS: &str = "Content-Length, Content-Range, ETag, Accept-Ranges, Date";
 /// `Timing-Allow-Origin` (W3C Resource Timing), not among `http`'s constants.
