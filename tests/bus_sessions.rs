@@ -11,7 +11,8 @@
 //!   the heartbeat window, and a device that reconnects finds its session as it was;
 //! - Redis stopped: media and sessions go on locally, `/healthz` says so, one warning; Redis
 //!   back (its state lost): the sessions are written back and shared again; the same for an
-//!   origin started while Redis is down;
+//!   origin started while Redis is down; a hung Redis (SIGSTOP) holds a command up by its
+//!   response timeout (500 ms), not forever;
 //! - a forged notice or stored value on the bus is refused and counted, never applied;
 //! - over a bucket library, a track that one origin finds is announced on the other at once,
 //!   though that one would not list the bucket again for an hour.
@@ -348,5 +349,48 @@ async fn an_origin_started_without_redis_serves_and_shares_its_sessions_once_red
     let (mut b, _) = device(&two, "attic", "B").await;
     let state = next_of(&mut b, "state").await;
     assert_eq!(state["queue"], json!([library.tracks[0]]), "{state}");
+    fixture::assert_no_panic(&one, "origin one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_delays_a_command_by_its_timeout_not_forever() {
+    let library = Library::new();
+    let redis = RedisServer::start();
+    let [one, two] = fleet(&library, &redis).await;
+    let mut a = Pumped::new(device(&one, "porch", "A").await.0);
+    let mut b = Pumped::new(device(&two, "porch", "B").await.0);
+    assert!(b.state_where(|s| devices(s).len() == 2).await.is_some());
+
+    // SIGSTOP: connections stay open and nothing answers. A command on origin one is applied
+    // locally once Redis's response timeout has passed, and the origin says it is degraded.
+    redis.pause();
+    let sent = Instant::now();
+    a.send(json!({"type":"load","tracks":[library.tracks[0]],"play":false}))
+        .await;
+    let applied = a
+        .state_where(|s| s["track"] == library.tracks[0].as_str())
+        .await;
+    eprintln!("applied locally {:?} after the send", sent.elapsed());
+    assert!(
+        applied.is_some(),
+        "no state while Redis hangs:\n{}",
+        one.log_tail(20)
+    );
+    poll_until(&one.url("/healthz"), "degraded", |b| {
+        b.contains("bus: local (redis unreachable")
+    })
+    .await;
+
+    // Redis answers again, with its keys: the change reaches origin two.
+    redis.resume();
+    bus_up(&one).await;
+    let seen = b
+        .state_where(|s| s["track"] == library.tracks[0].as_str())
+        .await;
+    assert!(
+        seen.is_some(),
+        "origin two never saw it:\n{}",
+        two.log_tail(20)
+    );
     fixture::assert_no_panic(&one, "origin one");
 }
