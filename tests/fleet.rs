@@ -16,5 +16,7 @@ mod peers;
 mod bucket;
 #[path = "fleet/cache_keys.rs"]
 mod cache_keys;
+#[path = "fleet/failover.rs"]
+mod failover;
 #[path = "fleet/fixture.rs"]
 mod fixture;

@@ -41,7 +41,10 @@ fn segments(url: &str) -> Vec<String> {
 
 /// The token in a signed URL `…/t/TOKEN/media/…`.
 fn token_of(url: &str) -> &str {
-    let after = url.split("/t/").nth(1).unwrap_or_else(|| panic!("not signed: {url}"));
+    let after = url
+        .split("/t/")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not signed: {url}"));
     after.split('/').next().unwrap_or_default()
 }
 
@@ -50,7 +53,9 @@ fn signed_urls_share_the_cache_but_a_forged_token_is_refused_even_when_cached() 
     let fleet = Fleet::start(TRACK_SECONDS, &["--signing-key", SIGNING_KEY]);
     // The API through nginx hands out signed URLs; the first media playlist's segments.
     let track = crate::peers::ServerExt::track(&fleet.origins[0], &fleet.track);
-    let playlist = fleet.nginx.url(track.playlists[0].trim_start_matches(&fleet.origins[0].origin));
+    let playlist = fleet
+        .nginx
+        .url(track.playlists[0].trim_start_matches(&fleet.origins[0].origin));
     let token = token_of(&playlist).to_string();
     let segment = segments(&playlist)
         .into_iter()
@@ -59,7 +64,13 @@ fn signed_urls_share_the_cache_but_a_forged_token_is_refused_even_when_cached() 
     assert!(segment.contains(&format!("/t/{token}/media/")), "{segment}");
 
     let (first, cache) = get(&segment);
-    assert_eq!(first.status, 200, "{segment}: {}{}", first.text(), fleet.context());
+    assert_eq!(
+        first.status,
+        200,
+        "{segment}: {}{}",
+        first.text(),
+        fleet.context()
+    );
     assert_eq!(cache, "MISS", "the first GET of {segment}");
     let (again, cache) = get(&segment);
     assert_eq!((again.status, cache.as_str()), (200, "HIT"), "{segment}");
@@ -100,7 +111,12 @@ fn signed_urls_share_the_cache_but_a_forged_token_is_refused_even_when_cached() 
         let url = segment.replace(&token, &forged);
         for _ in 0..2 {
             let (refused, cache) = get(&url);
-            assert_eq!(refused.status, 403, "forged token {forged}: {}", refused.text());
+            assert_eq!(
+                refused.status,
+                403,
+                "forged token {forged}: {}",
+                refused.text()
+            );
             assert_ne!(refused.body, first.body, "a forged token got the segment");
             assert_ne!(cache, "HIT", "a forged token was answered from the cache");
         }
@@ -120,7 +136,9 @@ fn signed_urls_share_the_cache_but_a_forged_token_is_refused_even_when_cached() 
 fn cmcd_arguments_do_not_split_the_cache_and_reach_the_origin() {
     let fleet = Fleet::start(TRACK_SECONDS, &[]);
     let track = crate::peers::ServerExt::track(&fleet.origins[0], &fleet.track);
-    let playlist = fleet.nginx.url(track.playlists[0].trim_start_matches(&fleet.origins[0].origin));
+    let playlist = fleet
+        .nginx
+        .url(track.playlists[0].trim_start_matches(&fleet.origins[0].origin));
     let segments = segments(&playlist);
     assert!(segments.len() >= 2, "{segments:?}");
     // CTA-5004 query form: one `CMCD` argument, its keys comma-separated, URL-encoded.
@@ -130,12 +148,26 @@ fn cmcd_arguments_do_not_split_the_cache_and_reach_the_origin() {
     let first = format!("{}?{}", segments[0], cmcd("listener-1", 2000));
     let second = format!("{}?{}", segments[0], cmcd("listener-2", 6100));
     let (a, cache_a) = get(&first);
-    assert_eq!((a.status, cache_a.as_str()), (200, "MISS"), "{first}{}", fleet.context());
+    assert_eq!(
+        (a.status, cache_a.as_str()),
+        (200, "MISS"),
+        "{first}{}",
+        fleet.context()
+    );
     let (b, cache_b) = get(&second);
-    assert_eq!((b.status, cache_b.as_str()), (200, "HIT"), "{second} after {first}");
+    assert_eq!(
+        (b.status, cache_b.as_str()),
+        (200, "HIT"),
+        "{second} after {first}"
+    );
     assert_eq!(a.body, b.body);
     let (plain, cache) = get(&segments[0]);
-    assert_eq!((plain.status, cache.as_str()), (200, "HIT"), "{} without CMCD", segments[0]);
+    assert_eq!(
+        (plain.status, cache.as_str()),
+        (200, "HIT"),
+        "{} without CMCD",
+        segments[0]
+    );
 
     // CMCD among other arguments, before and after them: the others stay in the key.
     let with_other = |before: bool, sid: &str| {
@@ -146,7 +178,12 @@ fn cmcd_arguments_do_not_split_the_cache_and_reach_the_origin() {
         }
     };
     let (c, cache) = get(&with_other(true, "x"));
-    assert_eq!((c.status, cache.as_str()), (200, "MISS"), "{}", with_other(true, "x"));
+    assert_eq!(
+        (c.status, cache.as_str()),
+        (200, "MISS"),
+        "{}",
+        with_other(true, "x")
+    );
     for (before, sid) in [(false, "y"), (true, "z")] {
         let url = with_other(before, sid);
         let (d, cache) = get(&url);
@@ -168,10 +205,16 @@ fn cmcd_arguments_do_not_split_the_cache_and_reach_the_origin() {
     assert_eq!(forwarded.len(), 2, "{log:#?}");
     let origin_logs = [fleet.origins[0].log(), fleet.origins[1].log()].concat();
     for a in forwarded {
-        let sid = a.uri.split("sid%3D%22").nth(1).and_then(|s| s.split("%22").next());
+        let sid = a
+            .uri
+            .split("sid%3D%22")
+            .nth(1)
+            .and_then(|s| s.split("%22").next());
         let sid = sid.unwrap_or_else(|| panic!("no sid in {}", a.uri));
         assert!(
-            origin_logs.iter().any(|l| l.contains("CMCD") && l.contains(sid)),
+            origin_logs
+                .iter()
+                .any(|l| l.contains("CMCD") && l.contains(sid)),
             "no origin logged the CMCD of {} (sid {sid}):\n{}",
             a.uri,
             origin_logs.join("\n")

@@ -35,7 +35,12 @@ fn nginx_program() -> PathBuf {
 /// Fails the test unless nginx is installed.
 pub fn require_nginx() {
     let program = nginx_program();
-    require_program("nginx", &program.to_string_lossy(), &["-v"], "apt-get install nginx");
+    require_program(
+        "nginx",
+        &program.to_string_lossy(),
+        &["-v"],
+        "apt-get install nginx",
+    );
 }
 
 impl Nginx {
@@ -186,7 +191,10 @@ impl Access {
 
     /// Whether it asked for a media segment (`.m4s`).
     pub fn is_segment(&self) -> bool {
-        self.uri.split('?').next().is_some_and(|p| p.ends_with(".m4s"))
+        self.uri
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with(".m4s"))
     }
 }
 
@@ -208,7 +216,10 @@ impl Fleet {
         require_nginx();
         let bucket = BucketLibrary::new();
         let track = bucket.ingest("ingester", &bucket.wav("fleet.wav", seconds));
-        let origins = [bucket.serve("origin-a", args), bucket.serve("origin-b", args)];
+        let origins = [
+            bucket.serve("origin-a", args),
+            bucket.serve("origin-b", args),
+        ];
         let nginx = Nginx::start([&origin_addr(&origins[0]), &origin_addr(&origins[1])]);
         Fleet {
             nginx,
