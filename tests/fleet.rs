@@ -6,6 +6,8 @@
 //!   is refused at the edge even for a cached file; CMCD arguments do not split the cache.
 //! - `failover`: hls.js, dash.js and segue's own page play a track through nginx to its end
 //!   while one origin is killed (SIGKILL) mid-track: no stall, no error.
+//! - `session`: with `--bus redis://`, segue's page keeps its control session across the kill
+//!   and a second page on the other origin follows it throughout.
 
 mod common;
 #[path = "peers/support.rs"]
@@ -20,3 +22,5 @@ mod cache_keys;
 mod failover;
 #[path = "fleet/fixture.rs"]
 mod fixture;
+#[path = "fleet/session.rs"]
+mod session;

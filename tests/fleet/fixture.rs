@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bucket::BucketLibrary;
-use crate::common::ServeProcess;
+use crate::common::{ServeCommand, ServeProcess};
 use crate::peers::{free_port, peers_dir, require_program};
 
 /// Longest wait for nginx to listen.
@@ -213,13 +213,24 @@ pub struct Fleet {
 impl Fleet {
     /// A bucket holding one generated track of `seconds`, two origins started with `args`.
     pub fn start(seconds: f64, args: &[&str]) -> Fleet {
+        Fleet::start_with(seconds, args, &[])
+    }
+
+    /// [`Fleet::start`] with environment variables `envs` for the origins (`SEGUE_BUS_KEY`).
+    pub fn start_with(seconds: f64, args: &[&str], envs: &[(&str, &str)]) -> Fleet {
         require_nginx();
         let bucket = BucketLibrary::new();
         let track = bucket.ingest("ingester", &bucket.wav("fleet.wav", seconds));
-        let origins = [
-            bucket.serve("origin-a", args),
-            bucket.serve("origin-b", args),
-        ];
+        // Each origin a machine of its own, as BucketLibrary::serve starts them, plus `envs`.
+        let serve = |machine: &str| {
+            let state = bucket.temp.dir.path().join("machines").join(machine);
+            ServeCommand::of(&bucket.url())
+                .args(args)
+                .envs(bucket.s3.machine_env(&state))
+                .envs(envs.iter().copied())
+                .start()
+        };
+        let origins = [serve("origin-a"), serve("origin-b")];
         let nginx = Nginx::start([&origin_addr(&origins[0]), &origin_addr(&origins[1])]);
         Fleet {
             nginx,

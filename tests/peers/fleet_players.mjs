@@ -10,8 +10,17 @@
 // --rate speeds playback up after the first `playing`, so that a 30 s track plays in 15 s; the
 // players fetch ahead of the playhead at that rate too.
 //
+// A session across the fleet (--session S, segue's page only): the first page joins session S
+// through nginx (`/?session=S&device=first`) and plays; the script asks both origins' /metrics
+// which one holds its control channel (segue_control_connections), opens a second page on the
+// OTHER origin directly (`/?session=S&device=second`, a remote control of the same session),
+// and kills the first page's origin (--origins and --pids: both origins, in the same order). Each
+// page records the `welcome` and `state` messages it receives, for the test to compare.
+//
 // Usage: node fleet_players.mjs --player hls.js|dash.js|segue --src URL --kill-pid PID
 //          [--track ID] [--kill-at 3] [--rate 2] [--timeout-ms 60000]
+//        node fleet_players.mjs --player segue --src URL --track ID --session S
+//          --origins URL_A,URL_B --pids PID_A,PID_B [--kill-at 3] [--rate 2] [--timeout-ms N]
 //   --src: the HLS master (hls.js) or MPD (dash.js) URL through nginx, or nginx's origin
 //   (segue, with --track: the track to click).
 
@@ -32,15 +41,20 @@ const { values: opt } = parseArgs({
     src: { type: 'string' },
     track: { type: 'string' },
     'kill-pid': { type: 'string' },
+    session: { type: 'string' },
+    origins: { type: 'string' },
+    pids: { type: 'string' },
     'kill-at': { type: 'string', default: '3' },
     rate: { type: 'string', default: '2' },
     'timeout-ms': { type: 'string', default: '60000' },
   },
 });
-for (const k of ['player', 'src', 'kill-pid']) {
+const required = opt.session ? ['player', 'src', 'track', 'origins', 'pids'] : ['player', 'src', 'kill-pid'];
+for (const k of required) {
   if (!opt[k]) throw new Error(`missing --${k}`);
 }
 if (opt.player === 'segue' && !opt.track) throw new Error('--player segue needs --track');
+if (opt.session && opt.player !== 'segue') throw new Error('--session needs --player segue');
 const killAt = Number(opt['kill-at']);
 const rate = Number(opt.rate);
 const deadline = Date.now() + Number(opt['timeout-ms']);
@@ -62,6 +76,28 @@ function instrument() {
     }, true);
   }
   rec.media = () => document.querySelector('audio, video');
+  // The control channel's `welcome` and `state` messages as received (the page's own handler
+  // still gets every message: this listener is added beside it).
+  rec.control = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        try {
+          const m = JSON.parse(e.data);
+          if (m.type === 'welcome' || m.type === 'state') rec.control.push({ at: Date.now(), ...m });
+        } catch { /* not JSON */ }
+      });
+    }
+  };
+}
+
+/** The value of segue_control_connections in `origin`'s /metrics, or null. */
+async function controlConnections(origin) {
+  const text = await (await fetch(`${origin}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('segue_control_connections'));
+  return line ? Number(line.trim().split(/\s+/).pop()) : null;
 }
 
 const result = {
@@ -94,7 +130,8 @@ try {
   });
 
   if (opt.player === 'segue') {
-    await page.goto(`${opt.src}/`, { timeout: deadline - Date.now() });
+    const query = opt.session ? `?session=${encodeURIComponent(opt.session)}&device=first` : '';
+    await page.goto(`${opt.src}/${query}`, { timeout: deadline - Date.now() });
     await page.click(`#tracks [data-track-id="${opt.track}"]`, { timeout: deadline - Date.now() });
   } else {
     const files = { '/player.html': ['player.html', 'text/html; charset=utf-8'] };
@@ -125,13 +162,43 @@ try {
 
   let s = await until('the first `playing`', (s) => s.events.some((e) => e.type === 'playing'));
   if (rate !== 1) await page.evaluate((r) => { window.__fleet.media().playbackRate = r; }, rate);
+  let killPid = opt['kill-pid'];
+  let second;
+  if (opt.session) {
+    // Which origin holds the first page's control channel: the one with a connection open.
+    await page.waitForFunction(() => document.body.dataset.ws === 'open', null, { timeout: deadline - Date.now() });
+    const origins = opt.origins.split(',');
+    const counts = await Promise.all(origins.map(controlConnections));
+    result.control_connections = counts;
+    const held = counts.findIndex((n) => n === 1);
+    if (held < 0 || counts.filter((n) => n === 1).length !== 1) {
+      throw new Error(`cannot tell which origin holds the control channel: ${JSON.stringify(counts)}`);
+    }
+    killPid = opt.pids.split(',')[held];
+    result.killed_origin = origins[held];
+    result.second_origin = origins[1 - held];
+    second = await context.newPage();
+    second.on('pageerror', (e) => result.errors.push({ source: 'pageerror (second)', detail: String(e) }));
+    await second.goto(`${origins[1 - held]}/?session=${encodeURIComponent(opt.session)}&device=second`, { timeout: deadline - Date.now() });
+    // It follows the session before the kill: it shows the track playing (bounded; the test
+    // asserts on what it received).
+    await second.waitForFunction((track) => window.__fleet.control.some((m) => m.type === 'state' && m.track === track && m.playing),
+      opt.track, { timeout: Math.min(10000, deadline - Date.now()) }).catch(() => {});
+  }
   s = await until(`playback past ${killAt} s`, (s) => s.ct >= killAt);
   if (!result.failures.length && !s.errors.length) {
-    process.kill(Number(opt['kill-pid']), 'SIGKILL');
+    process.kill(Number(killPid), 'SIGKILL');
     result.killed_at_ms = Date.now();
     result.killed_at_ct = s.ct;
+    if (opt.session) {
+      // The first page rejoins through nginx (a second `welcome`), before the track ends.
+      await page.waitForFunction(() => window.__fleet.control.filter((m) => m.type === 'welcome').length >= 2,
+        null, { timeout: deadline - Date.now() }).catch(() => result.failures.push('the first page did not rejoin'));
+    }
     s = await until('`ended`', (s) => s.ended || s.events.some((e) => e.type === 'ended'));
   }
+  result.control = { first: await page.evaluate(() => window.__fleet.control) };
+  if (second) result.control.second = await second.evaluate(() => window.__fleet.control);
   s = await state();
   result.events = s.events;
   result.errors.push(...s.errors);
