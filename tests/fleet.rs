@@ -8,6 +8,7 @@
 //!   while one origin is killed (SIGKILL) mid-track: no stall, no error.
 //! - `session`: with `--bus redis://`, segue's page keeps its control session across the kill
 //!   and a second page on the other origin follows it throughout.
+//! - `docs`: docs/deploy.md's nginx excerpts are lines of the tested config.
 
 mod common;
 #[path = "peers/support.rs"]
@@ -18,6 +19,8 @@ mod peers;
 mod bucket;
 #[path = "fleet/cache_keys.rs"]
 mod cache_keys;
+#[path = "fleet/docs.rs"]
+mod docs;
 #[path = "fleet/failover.rs"]
 mod failover;
 #[path = "fleet/fixture.rs"]
