@@ -127,6 +127,26 @@ fn signed_urls_share_the_cache_but_a_forged_token_is_refused_even_when_cached() 
     let (refused, cache) = get(&unsigned);
     assert_eq!(refused.status, 403, "{unsigned}: {}", refused.text());
     assert_ne!(cache, "HIT", "{unsigned}");
+    // A valid token for a track that does not exist: the origin's 404, through the edge too.
+    let absent = "0123456789abcdef01234567";
+    let absent_token = Signer::new(Some(SIGNING_KEY.into()), Duration::from_secs(3600))
+        .token(&media_scope(absent), SystemTime::now())
+        .expect("signing is on");
+    let path = format!("/t/{absent_token}/media/{absent}/master.m3u8");
+    let direct = http_get(&fleet.origins[0].url(&path), &[]);
+    assert_eq!(
+        direct.status,
+        404,
+        "{path} from an origin: {}",
+        direct.text()
+    );
+    let (through, _) = get(&fleet.nginx.url(&path));
+    assert_eq!(
+        through.status,
+        404,
+        "{path} through nginx: {}",
+        through.text()
+    );
     // And the valid token still gets it (the refusals cached nothing in its place).
     let (still, cache) = get(&segment);
     assert_eq!((still.status, cache.as_str()), (200, "HIT"), "{segment}");

@@ -240,13 +240,14 @@ impl Fleet {
         }
     }
 
-    /// Failure context: nginx's error log and both origins' log tails.
+    /// Failure context: nginx's error log, both origins' and the bucket's log tails.
     pub fn context(&self) -> String {
         format!(
-            "\nnginx error.log:\n{}\norigin a (tail):\n{}\norigin b (tail):\n{}",
+            "\nnginx error.log:\n{}\norigin a (tail):\n{}\norigin b (tail):\n{}\nS3 (tail):\n{}",
             self.nginx.error_log(),
             self.origins[0].log_tail(20),
-            self.origins[1].log_tail(20)
+            self.origins[1].log_tail(20),
+            self.bucket.s3.log_tail(10)
         )
     }
 }
