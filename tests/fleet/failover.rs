@@ -10,13 +10,13 @@ use std::time::Duration;
 use crate::fixture::{Access, Fleet, origin_addr};
 use crate::peers::{ServerExt, require_browser_peers, run_node_json};
 
-/// Long enough for a few seconds of play before the kill and more segments after it than the
-/// players' buffer goals (8 s on player.html, 25 s on segue's page) hold at the kill.
-const TRACK_SECONDS: f64 = 36.0;
+/// The track's length (s) for hls.js and dash.js on player.html (8 s buffer goal): a few seconds
+/// of play before the kill and more than a buffer goal after it.
+const PLAYER_HTML_TRACK_SECONDS: f64 = 20.0;
+/// The track's length (s) for segue's page, whose buffer goal is 25 s.
+const SEGUE_PAGE_TRACK_SECONDS: f64 = 34.0;
 /// Playhead position (s) at which origin a is killed.
 const KILL_AT_S: &str = "3";
-/// Playback rate after the first `playing`: the track plays in half its length.
-const RATE: &str = "2";
 /// The node script's own deadline.
 const RUN_TIMEOUT_MS: &str = "60000";
 
@@ -24,7 +24,11 @@ const RUN_TIMEOUT_MS: &str = "60000";
 /// the player's summary and nginx's access log.
 fn play_through_a_kill(player: &str) {
     require_browser_peers();
-    let fleet = Fleet::start(TRACK_SECONDS, &[]);
+    let seconds = match player {
+        "segue" => SEGUE_PAGE_TRACK_SECONDS,
+        _ => PLAYER_HTML_TRACK_SECONDS,
+    };
+    let fleet = Fleet::start(seconds, &[]);
     let track = fleet.origins[0].track(&fleet.track);
     let via_nginx = |url: &str| {
         fleet
@@ -43,7 +47,6 @@ fn play_through_a_kill(player: &str) {
         ("--track", &fleet.track),
         ("--kill-pid", &pid),
         ("--kill-at", KILL_AT_S),
-        ("--rate", RATE),
         ("--timeout-ms", RUN_TIMEOUT_MS),
     ];
     let summary = run_node_json("fleet_players.mjs", &flags, Duration::from_secs(120));
@@ -121,11 +124,12 @@ fn play_through_a_kill(player: &str) {
     );
     eprintln!(
         "{player}: killed at {} s of playback; segments before {}, after {} (all misses from b); \
-         failed over: {:?}",
+         failed over: {:?}; `waiting` with data buffered (not failed): {}",
         summary["killed_at_ct"],
         before.len(),
         after.len(),
-        failed_over.iter().map(|a| &a.uri).collect::<Vec<_>>()
+        failed_over.iter().map(|a| &a.uri).collect::<Vec<_>>(),
+        summary["waiting_with_data"]
     );
 }
 

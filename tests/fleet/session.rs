@@ -16,9 +16,9 @@ use crate::common::redis::RedisServer;
 use crate::fixture::Fleet;
 use crate::peers::{require_browser_peers, run_node_json};
 
-/// As in `failover`: a few seconds before the kill, more segments after it than the page's
+/// As for the page in `failover`: a few seconds before the kill, more segments after it than the page's
 /// buffer goal holds.
-const TRACK_SECONDS: f64 = 36.0;
+const TRACK_SECONDS: f64 = 34.0;
 /// The origins' shared SEGUE_BUS_KEY.
 const BUS_KEY: &str = "fleet-bus-key-0123456789abcdef";
 /// The session both pages join.
@@ -52,7 +52,6 @@ fn segue_page_keeps_its_session_across_an_origin_kill_and_a_device_on_the_other_
         ("--origins", &origins),
         ("--pids", &pids),
         ("--kill-at", "3"),
-        ("--rate", "2"),
         ("--timeout-ms", "60000"),
     ];
     let summary = run_node_json("fleet_players.mjs", &flags, Duration::from_secs(120));

@@ -7,8 +7,8 @@
 // (capture-phase listeners installed before the page's scripts). Once playback has passed
 // --kill-at seconds, this script sends SIGKILL to --kill-pid (an origin the test started) and
 // notes when (ms since the Unix epoch, the clock of nginx's access log), then waits for `ended`.
-// --rate speeds playback up after the first `playing`, so that a 30 s track plays in 15 s; the
-// players fetch ahead of the playhead at that rate too.
+// Playback runs at real time: at 2x, Chromium's players reported zero-length `waiting` events
+// at segment boundaries with no origin killed, so a speed-up would be measured, not the fleet.
 //
 // A session across the fleet (--session S, segue's page only): the first page joins session S
 // through nginx (`/?session=S&device=first`) and plays; the script asks both origins' /metrics
@@ -18,9 +18,9 @@
 // page records the `welcome` and `state` messages it receives, for the test to compare.
 //
 // Usage: node fleet_players.mjs --player hls.js|dash.js|segue --src URL --kill-pid PID
-//          [--track ID] [--kill-at 3] [--rate 2] [--timeout-ms 60000]
+//          [--track ID] [--kill-at 3] [--timeout-ms 60000]
 //        node fleet_players.mjs --player segue --src URL --track ID --session S
-//          --origins URL_A,URL_B --pids PID_A,PID_B [--kill-at 3] [--rate 2] [--timeout-ms N]
+//          --origins URL_A,URL_B --pids PID_A,PID_B [--kill-at 3] [--timeout-ms N]
 //   --src: the HLS master (hls.js) or MPD (dash.js) URL through nginx, or nginx's origin
 //   (segue, with --track: the track to click).
 
@@ -45,7 +45,6 @@ const { values: opt } = parseArgs({
     origins: { type: 'string' },
     pids: { type: 'string' },
     'kill-at': { type: 'string', default: '3' },
-    rate: { type: 'string', default: '2' },
     'timeout-ms': { type: 'string', default: '60000' },
   },
 });
@@ -56,7 +55,6 @@ for (const k of required) {
 if (opt.player === 'segue' && !opt.track) throw new Error('--player segue needs --track');
 if (opt.session && opt.player !== 'segue') throw new Error('--session needs --player segue');
 const killAt = Number(opt['kill-at']);
-const rate = Number(opt.rate);
 const deadline = Date.now() + Number(opt['timeout-ms']);
 setTimeout(() => {
   process.stderr.write('fleet_players.mjs: run deadline passed\n');
@@ -67,11 +65,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Installed before the page's scripts: every media element's events, on the epoch clock. */
 function instrument() {
   const rec = (window.__fleet = { events: [], errors: [] });
-  for (const type of ['playing', 'waiting', 'stalled', 'pause', 'ended', 'error', 'ratechange']) {
+  for (const type of ['playing', 'waiting', 'stalled', 'pause', 'ended', 'error']) {
     window.addEventListener(type, (e) => {
       const m = e.target;
       if (!(m instanceof HTMLMediaElement)) return;
-      rec.events.push({ type, at: Date.now(), ct: m.currentTime });
+      // Seconds buffered ahead of the playhead: a `waiting` with none is a stall for lack of
+      // data (what a lost origin would cause); one with seconds ahead is the renderer's.
+      let ahead = 0;
+      for (let i = 0; i < m.buffered.length; i++) {
+        if (m.buffered.start(i) <= m.currentTime + 0.05 && m.currentTime < m.buffered.end(i)) ahead = m.buffered.end(i) - m.currentTime;
+      }
+      rec.events.push({ type, at: Date.now(), ct: m.currentTime, ahead, ready: m.readyState });
       if (type === 'error') rec.errors.push({ source: 'media', detail: m.error && `${m.error.code} ${m.error.message}` });
     }, true);
   }
@@ -144,7 +148,7 @@ try {
   const state = () => page.evaluate(() => {
     const m = window.__fleet.media();
     const peerErrors = window.peer ? window.peer.errors : [];
-    return { ct: m ? m.currentTime : 0, ended: m ? m.ended : false, rate: m ? m.playbackRate : 1,
+    return { ct: m ? m.currentTime : 0, ended: m ? m.ended : false,
       events: window.__fleet.events, errors: [...window.__fleet.errors, ...peerErrors] };
   });
   /** Polls until `done(state)`, an error in the page, or the deadline; returns the last state. */
@@ -161,7 +165,6 @@ try {
   };
 
   let s = await until('the first `playing`', (s) => s.events.some((e) => e.type === 'playing'));
-  if (rate !== 1) await page.evaluate((r) => { window.__fleet.media().playbackRate = r; }, rate);
   let killPid = opt['kill-pid'];
   let second;
   if (opt.session) {
@@ -203,7 +206,6 @@ try {
   result.events = s.events;
   result.errors.push(...s.errors);
   result.final_time_s = s.ct;
-  result.final_rate = s.rate;
 } catch (e) {
   result.failures.push(`driver: ${e && e.message}`);
 } finally {
@@ -214,8 +216,15 @@ try {
 
 const firstPlaying = result.events.findIndex((e) => e.type === 'playing');
 if (firstPlaying < 0) result.failures.push('never `playing`');
-const waits = result.events.slice(firstPlaying + 1).filter((e) => e.type === 'waiting');
-if (firstPlaying >= 0 && waits.length) result.failures.push(`\`waiting\` after the first \`playing\`: ${JSON.stringify(waits)}`);
+// A `waiting` after the first `playing` with less than STARVED_AHEAD_S buffered is a stall: the
+// player ran out of data. One with more buffered is recorded (`waiting_with_data`) but not
+// failed: on the loaded 2-core test machines Chromium's audio renderer underruns now and then
+// with seconds of data in the buffer (a zero-length `waiting`/`playing` pair), kill or no kill.
+const STARVED_AHEAD_S = 0.5;
+const waits = firstPlaying < 0 ? [] : result.events.slice(firstPlaying + 1).filter((e) => e.type === 'waiting');
+const stalls = waits.filter((e) => e.ahead < STARVED_AHEAD_S);
+result.waiting_with_data = waits.filter((e) => e.ahead >= STARVED_AHEAD_S);
+if (stalls.length) result.failures.push(`\`waiting\` with no data ahead after the first \`playing\`: ${JSON.stringify(stalls)}`);
 if (!result.events.some((e) => e.type === 'ended')) result.failures.push('no `ended`');
 if (result.errors.length) result.failures.push(`${result.errors.length} player/page error(s)`);
 if (result.failed_requests.length) result.failures.push(`${result.failed_requests.length} failed request(s)`);
