@@ -190,6 +190,15 @@ pub struct ServeArgs {
     /// Control commands allowed per second and connection (twice that as a burst).
     #[arg(long, default_value_t = 20)]
     pub ws_rate: u32,
+    /// Share control sessions with the other origins of a fleet through this Redis
+    /// (`redis://HOST:PORT[/DB]`); without it sessions live in this process. Bus messages are
+    /// sealed with the key in the environment variable SEGUE_BUS_KEY (16 bytes or more, the
+    /// same on every origin).
+    #[arg(long, value_name = "URL", env = "SEGUE_BUS")]
+    pub bus: Option<String>,
+    /// Seconds a control session with no device is kept (a device that comes back finds it).
+    #[arg(long, default_value_t = 6 * 3600)]
+    pub session_ttl_secs: u64,
     /// Serve `/ws/echo`, a WebSocket echo for the Autobahn conformance cases (testing only).
     #[arg(long, hide = true)]
     pub ws_conformance_echo: bool,

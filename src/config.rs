@@ -63,6 +63,17 @@ pub struct WorkerConfig {
     pub memory_bytes: u64,
 }
 
+impl ConfigError {
+    /// A [`ConfigError::Range`] of `flag`.
+    pub fn range(flag: &'static str, value: String, reason: &'static str) -> Self {
+        ConfigError::Range {
+            flag,
+            value,
+            reason,
+        }
+    }
+}
+
 impl WorkerConfig {
     /// Workers run by this same executable, each limited to `memory_mib` MiB (256 to 1 TiB).
     pub fn this_executable(memory_mib: u64) -> Result<Self, ConfigError> {
@@ -176,7 +187,12 @@ impl TryFrom<&ServeArgs> for ServeConfig {
         )?
         .with_disk_cache(args.cache_dir.clone(), args.cache_dir_mib)?
         .with_rescan_secs(args.rescan_secs)?
-        .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?;
+        .with_control(&args.ws_origin, args.ws_heartbeat_secs, args.ws_rate)?
+        .with_bus(
+            args.bus.as_deref(),
+            std::env::var("SEGUE_BUS_KEY").ok().as_deref(),
+            args.session_ttl_secs,
+        )?;
         config.control.conformance_echo = args.ws_conformance_echo;
         match &args.signing_key {
             Some(key) => config.with_signing(key, args.token_ttl_secs),

@@ -150,11 +150,7 @@ impl ServeConfig {
         heartbeat_secs: u64,
         commands_per_second: u32,
     ) -> Result<Self, ConfigError> {
-        let range = |flag, value: String, reason| ConfigError::Range {
-            flag,
-            value,
-            reason,
-        };
+        let range = ConfigError::range;
         if let Some(bad) = origins.iter().find(|o| *o != "*" && !is_origin(o)) {
             return Err(range(
                 "--ws-origin",
@@ -182,6 +178,50 @@ impl ServeConfig {
             commands_per_second,
             ..ControlConfig::default()
         };
+        Ok(self)
+    }
+
+    /// Sets the bus (`--bus`, a `redis://` URL), its key (`SEGUE_BUS_KEY`, 16 bytes or more)
+    /// and the session TTL (`--session-ttl-secs`). The key prefix is derived from the library
+    /// location, so fleets of two libraries can share one Redis.
+    pub fn with_bus(
+        mut self,
+        url: Option<&str>,
+        key: Option<&str>,
+        session_ttl_secs: u64,
+    ) -> Result<Self, ConfigError> {
+        let range = ConfigError::range;
+        if let Some(url) = url
+            && !(url.starts_with("redis://") || url.starts_with("redis+unix://"))
+        {
+            return Err(range(
+                "--bus",
+                url.to_string(),
+                "must be a redis:// URL (redis://HOST:PORT[/DB])",
+            ));
+        }
+        if let Some(key) = key
+            && key.len() < 16
+        {
+            return Err(range(
+                "SEGUE_BUS_KEY",
+                "(hidden)".into(),
+                "must be 16 bytes or more",
+            ));
+        }
+        if !(60..=30 * 24 * 3600).contains(&session_ttl_secs) {
+            return Err(range(
+                "--session-ttl-secs",
+                session_ttl_secs.to_string(),
+                "must be from 60 to 2592000 (30 days)",
+            ));
+        }
+        let library = self.library.to_string();
+        let hash = blake3::hash(library.as_bytes()).to_hex();
+        self.control.bus = url.map(str::to_string);
+        self.control.bus_key = key.map(|k| k.as_bytes().to_vec());
+        self.control.bus_prefix = format!("segue:{}", &hash[..12]);
+        self.control.session_ttl = Duration::from_secs(session_ttl_secs);
         Ok(self)
     }
 }
@@ -230,6 +270,14 @@ pub struct ControlConfig {
     pub send_queue: usize,
     /// Whether `/ws/echo` (a WebSocket echo for the Autobahn conformance cases) is served.
     pub conformance_echo: bool,
+    /// Redis URL of the bus that shares sessions between origins (`None`: in-process).
+    pub bus: Option<String>,
+    /// The fleet's shared key that seals bus messages (`SEGUE_BUS_KEY`).
+    pub bus_key: Option<Vec<u8>>,
+    /// Prefix of every Redis key and channel (one per library, so two fleets can share a Redis).
+    pub bus_prefix: String,
+    /// How long a session with no device is kept.
+    pub session_ttl: Duration,
 }
 
 impl Default for ControlConfig {
@@ -240,6 +288,10 @@ impl Default for ControlConfig {
             commands_per_second: 20,
             send_queue: 64,
             conformance_echo: false,
+            bus: None,
+            bus_key: None,
+            bus_prefix: "segue".into(),
+            session_ttl: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -54,8 +54,16 @@ struct BucketLabels {
     outcome: &'static str,
 }
 
+/// Labels of bus events.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusLabels {
+    event: &'static str,
+}
+
 /// Every metric of the server.
 pub struct Metrics {
+    bus_up: Gauge,
+    bus_events: Family<BusLabels, Counter>,
     bucket_requests: Family<BucketLabels, Counter>,
     bucket_bytes: Family<BucketLabels, Counter>,
     bucket_seconds: Family<BucketLabels, Histogram>,
@@ -153,7 +161,14 @@ impl Metrics {
         let zero_copy_bytes = Counter::default();
         let help = "Response body bytes sent from files with sendfile, without a copy";
         r.register("segue_zero_copy_bytes", help, zero_copy_bytes.clone());
+        let (bus_up, bus_events) = (Gauge::default(), Family::default());
+        let help = "1 while control sessions are shared through the bus (--bus), 0 when local";
+        r.register("segue_bus_up", help, bus_up.clone());
+        let help = "Bus events: notice, conflict, repaired, rewritten, rejected, degraded, recovered, disconnected";
+        r.register("segue_bus_events", help, bus_events.clone());
         Metrics {
+            bus_up,
+            bus_events,
             bucket_requests,
             bucket_bytes,
             bucket_seconds,
@@ -197,6 +212,16 @@ impl Metrics {
     /// Sets whether the bucket answers.
     pub fn set_bucket_up(&self, up: bool) {
         self.bucket_up.set(i64::from(up));
+    }
+
+    /// Sets whether the bus carries the sessions.
+    pub fn set_bus_up(&self, up: bool) {
+        self.bus_up.set(i64::from(up));
+    }
+
+    /// Counts a bus event.
+    pub fn bus_event(&self, event: &'static str) {
+        self.bus_events.get_or_create(&BusLabels { event }).inc();
     }
 
     /// Counts one disk cache event (`hit`, `miss`, `corrupt`).

@@ -199,6 +199,10 @@ impl AppState {
             )));
         let origin = HeaderValue::from_str(&config.cors_origin)
             .map_err(|_| ServerError::CorsOrigin(config.cors_origin.clone()))?;
+        let control = Arc::new(ControlHub::new(
+            config.control.clone(),
+            Arc::clone(&metrics),
+        ));
         let shared = Shared {
             catalog: Mutex::new(CatalogHandle(catalog)),
             files: Arc::new(files),
@@ -206,7 +210,7 @@ impl AppState {
             cors: Cors::new(origin),
             request_timeout: config.request_timeout,
             idle_timeout: config.idle_timeout,
-            control: Arc::new(ControlHub::new(config.control.clone())),
+            control,
             signer: Signer::new(config.signing_key.clone(), config.token_ttl),
             conn_limits: config.conn_limits.clone(),
             library,
@@ -326,6 +330,10 @@ pub async fn serve(
     if state.inner.library.bucket().is_some() {
         tokio::spawn(rescan(state.clone()));
     }
+    let delivering = state.clone();
+    tokio::spawn(control::run_bus(Arc::clone(&hub), move |session, need| {
+        control::connection::deliver_prefetch(delivering.clone(), session, need)
+    }));
     let known = control::library::baseline(&state).await;
     tokio::spawn(control::library::watch(
         state.clone(),
@@ -349,16 +357,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Lists a bucket library every `--rescan-secs` and indexes the tracks other machines
-/// committed (and drops those gone), on a catalog connection of its own: the listing may take
+/// Lists a bucket library every `--rescan-secs` (and at once when another origin says it found
+/// new tracks) and indexes the tracks other machines committed (and drops those gone), on a
+/// catalog connection of its own: the listing may take
 /// as long as the bucket's timeouts, and the requests' connection must not wait for it. The
 /// library watch then announces new tracks to the control channel.
 async fn rescan(state: AppState) {
     let mut catalog = None;
     let mut interval = tokio::time::interval(state.inner.rescan);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and AppState::new has just listed the bucket.
+    interval.tick().await;
+    let hub = Arc::clone(state.control());
     loop {
-        interval.tick().await;
+        // Another origin of the fleet found new tracks (the bus): look now, not at the tick.
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = hub.library_news() => interval.reset(),
+        }
         let library = state.inner.library.clone();
         let mut held = catalog.take();
         let run = tokio::task::spawn_blocking(move || {
@@ -419,13 +435,16 @@ async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
 /// `GET /healthz`: liveness. The process answers (200 `ok`); for a bucket library a second
 /// line says whether the bucket answers, which a restart would not fix.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let body = match &state.inner.storage {
+    let mut body = match &state.inner.storage {
         None => "ok\n".to_string(),
         Some(storage) => match storage.failure() {
             None => "ok\nbucket: reachable\n".to_string(),
             Some(reason) => format!("ok\nbucket: unreachable ({reason})\n"),
         },
     };
+    if let Some(bus) = state.control().bus_health() {
+        body.push_str(&format!("bus: {bus}\n"));
+    }
     ([(header::CACHE_CONTROL, "no-store")], body)
 }
 

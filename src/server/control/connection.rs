@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use serde_json::Value;
 
+use super::ControlHub;
 use super::peer::{Peer, PeerInbox};
 use super::protocol::{
     self, ClientMessage, Limits, MAX_MESSAGE_BYTES, PROTOCOL, ProtocolError, ServerMessage,
 };
+use super::session::Stamp;
 use super::session::{Command, PrefetchNeed, QueueEntry};
-use super::{ControlHub, SharedSession, broadcast_state, lock};
 use crate::server::AppState;
 use crate::server::prefetch;
 use crate::server::view::{DEFAULT_SECONDS, HintRequest};
@@ -69,7 +70,8 @@ struct Connection {
     state: AppState,
     hub: Arc<ControlHub>,
     peer: Peer,
-    joined: Option<(SharedSession, String)>,
+    /// (session id, device id) once joined.
+    joined: Option<(String, String)>,
     bucket: TokenBucket,
     last_rate_error: Option<Instant>,
 }
@@ -90,7 +92,11 @@ pub async fn run(state: AppState, hub: Arc<ControlHub>, mut socket: WebSocket) {
     };
     let close = connection.drive(&mut socket, &mut inbox).await;
     let joined = connection.joined.take();
-    hub.disconnect(&peer, joined.as_ref().map(|(s, d)| (s, d.as_str())));
+    hub.disconnect(
+        &peer,
+        joined.as_ref().map(|(s, d)| (s.as_str(), d.as_str())),
+    )
+    .await;
     metrics.control_connection(-1);
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
@@ -250,7 +256,7 @@ impl Connection {
 
     async fn dispatch(&mut self, message: ClientMessage) -> Result<(), ProtocolError> {
         if let ClientMessage::Hello { device, session } = message {
-            return self.hello(&device.name, session);
+            return self.hello(&device.name, session).await;
         }
         let Some((session, device)) = self.joined.clone() else {
             return Err(ProtocolError::new(
@@ -259,33 +265,33 @@ impl Connection {
             ));
         };
         let command = self.resolve(message).await?;
-        let now = Instant::now();
-        let need = {
-            let mut s = lock(&session);
-            if s.apply(&device, command, now)? {
-                broadcast_state(&s, now);
-            }
-            s.prefetch_need()
-        };
-        if let Some(need) = need {
-            self.send_prefetch(&session, need);
+        let applied = self
+            .hub
+            .table()
+            .update(&session, false, None, |s| {
+                s.apply(&device, command.clone(), Stamp::now()).map(drop)
+            })
+            .await?;
+        if let Some(need) = applied.prefetch {
+            tokio::spawn(deliver_prefetch(self.state.clone(), session, need));
         }
         Ok(())
     }
 
-    fn hello(&mut self, name: &str, session: Option<String>) -> Result<(), ProtocolError> {
+    async fn hello(&mut self, name: &str, session: Option<String>) -> Result<(), ProtocolError> {
         if self.joined.is_some() {
             return Err(ProtocolError::new(
                 "already_joined",
                 "hello: this connection has joined a session already",
             ));
         }
-        let (session, device) = self.hub.join(session, name, self.peer.clone());
+        let (id, device) = self.hub.join(session, name, self.peer.clone()).await?;
         let config = self.hub.config();
-        let id = lock(&session).id().to_string();
+        // The join's own state broadcast may have gone out before this welcome: the client
+        // gets the state again right after it, so its first `state` follows its `welcome`.
         self.reply(&ServerMessage::Welcome {
             protocol: PROTOCOL,
-            session: id,
+            session: id.clone(),
             device: device.clone(),
             heartbeat: config.heartbeat.as_secs().max(1),
             limits: Limits {
@@ -293,8 +299,8 @@ impl Connection {
                 commands_per_second: config.commands_per_second,
             },
         });
-        broadcast_state(&lock(&session), Instant::now());
-        self.joined = Some((session, device));
+        self.hub.table().send_state(&id, &device);
+        self.joined = Some((id, device));
         Ok(())
     }
 
@@ -368,41 +374,35 @@ impl Connection {
             )
         })
     }
+}
 
-    /// Makes the hint for the next track, warms the cache with it and sends it to the active
-    /// device, in the background.
-    fn send_prefetch(&self, session: &SharedSession, need: PrefetchNeed) {
-        let state = self.state.clone();
-        let session = Arc::clone(session);
-        tokio::spawn(async move {
-            let request = HintRequest {
-                bandwidth: need.bandwidth,
-                from: 0.0,
-                seconds: DEFAULT_SECONDS,
-                rendition: None,
-            };
-            let hint = match prefetch::hints(&state, vec![need.track.clone()], request).await {
-                Ok(hints) => hints.into_iter().next(),
-                Err(e) => {
-                    tracing::debug!(track = %need.track, error = %e, "control: no prefetch hint for the next track");
-                    return;
-                }
-            };
-            let Some(hint) = hint else {
-                return;
-            };
-            let message = ServerMessage::Prefetch {
-                track: need.track,
-                index: need.index,
-                reason: "next",
-                hint,
-            };
-            let text = Utf8Bytes::from(message.to_json());
-            let s = lock(&session);
-            if let Some(member) = s.members().iter().find(|m| m.info.id == need.device) {
-                member.peer.send(text);
-            }
-        });
+/// Makes the hint for the next track, warms the cache with it and sends it to the active
+/// device (`need.device` of `session`, when it is on this origin).
+pub async fn deliver_prefetch(state: AppState, session: String, need: PrefetchNeed) {
+    let request = HintRequest {
+        bandwidth: need.bandwidth,
+        from: 0.0,
+        seconds: DEFAULT_SECONDS,
+        rendition: None,
+    };
+    let hint = match prefetch::hints(&state, vec![need.track.clone()], request).await {
+        Ok(hints) => hints.into_iter().next(),
+        Err(e) => {
+            tracing::debug!(track = %need.track, error = %e, "control: no prefetch hint for the next track");
+            return;
+        }
+    };
+    let Some(hint) = hint else {
+        return;
+    };
+    let message = ServerMessage::Prefetch {
+        track: need.track,
+        index: need.index,
+        reason: "next",
+        hint,
+    };
+    if let Some(peer) = state.control().table().peer(&session, &need.device) {
+        peer.send(Utf8Bytes::from(message.to_json()));
     }
 }
 

@@ -102,6 +102,8 @@ pub async fn watch(
             Ok(added) if !added.is_empty() => {
                 tracing::info!(count = added.len(), "library: announcing new tracks");
                 hub.broadcast_all(&ServerMessage::Library { added });
+                // The other origins of a fleet rescan now rather than at their next tick.
+                hub.announce_library().await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "library watch: catalog unreadable"),

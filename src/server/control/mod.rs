@@ -7,49 +7,60 @@
 //!
 //! - [`upgrade`] checks the Origin and the subprotocol before accepting the upgrade;
 //! - [`connection`] runs one socket: parsing ([`protocol`]), rate limit, heartbeat, send queue;
-//! - [`session`] is the shared playback state, a pure state machine;
-//! - [`ControlHub`] (here) keeps the sessions and every connection, for broadcasts;
+//! - [`session`] is the shared playback state, a pure state machine (times as [`stamp`]s);
+//! - [`table`] keeps the sessions: in this process, or shared by a fleet of origins through
+//!   Redis ([`bus`], values sealed by [`wire`]) with `--bus`;
+//! - [`ControlHub`] (here) holds the table and every connection, for broadcasts, and runs the
+//!   bus's listener and heartbeat ([`run_bus`]);
 //! - [`library`] watches the catalog and announces tracks added while the server runs.
 
+pub mod bus;
 pub mod connection;
 pub mod echo;
 pub mod library;
 pub mod peer;
 pub mod protocol;
 pub mod session;
+pub mod stamp;
+pub mod table;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 pub use crate::config::ControlConfig;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::server::metrics::Metrics;
+use bus::{Push, RedisBus};
 use peer::Peer;
-use protocol::{DeviceInfo, MAX_MESSAGE_BYTES, PROTOCOL, ServerMessage};
-use session::{Member, Session};
-
-/// A session shared between the hub and its connections.
-pub type SharedSession = Arc<Mutex<Session>>;
+use protocol::{MAX_MESSAGE_BYTES, PROTOCOL, ProtocolError, ServerMessage};
+use table::SessionTable;
+use wire::{Notice, Sealer};
 
 /// Every session and connection of the control channel.
 #[derive(Debug)]
 pub struct ControlHub {
     config: ControlConfig,
-    sessions: Mutex<HashMap<String, SharedSession>>,
+    /// The sessions (the bus is attached by [`run_bus`], inside the runtime).
+    table: OnceLock<SessionTable>,
+    metrics: Arc<Metrics>,
+    origin: String,
     peers: Mutex<HashMap<u64, Peer>>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Notified when another origin found new tracks: rescan now.
+    library_news: Notify,
 }
 
 /// Locks `mutex`; the data behind these locks is only changed in short, non-panicking steps,
@@ -59,20 +70,62 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ControlHub {
-    /// A hub with no session.
-    pub fn new(config: ControlConfig) -> Self {
+    /// A hub with no session; `metrics` counts the bus's events.
+    pub fn new(config: ControlConfig, metrics: Arc<Metrics>) -> Self {
         ControlHub {
             config,
-            sessions: Mutex::new(HashMap::new()),
+            table: OnceLock::new(),
+            metrics,
+            // Random: origins of a fleet must not collide, and a restarted origin is a new one.
+            origin: format!("o{}", &random_id()[..16]),
             peers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
+            library_news: Notify::new(),
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &ControlConfig {
         &self.config
+    }
+
+    /// The sessions; in-process until [`run_bus`] attached a bus.
+    pub fn table(&self) -> &SessionTable {
+        self.table.get_or_init(|| {
+            SessionTable::new(
+                self.origin.clone(),
+                None,
+                self.config.session_ttl,
+                self.config.heartbeat,
+                Arc::clone(&self.metrics),
+            )
+        })
+    }
+
+    /// `/healthz`'s line about the bus (`None`: no bus configured).
+    pub fn bus_health(&self) -> Option<String> {
+        self.config.bus.as_ref()?;
+        Some(
+            self.table
+                .get()
+                .and_then(SessionTable::health)
+                .unwrap_or_else(|| "local (redis not connected yet)".into()),
+        )
+    }
+
+    /// Resolves when another origin announced library news.
+    pub async fn library_news(&self) {
+        self.library_news.notified().await;
+    }
+
+    /// Tells the other origins of the fleet that this one found new tracks.
+    pub async fn announce_library(&self) {
+        if let Some(bus) = self.table().bus()
+            && let Err(e) = bus.publish_library().await
+        {
+            tracing::debug!(error = %e, "bus: library news not published");
+        }
     }
 
     /// A new connection's peer handle (registered for broadcasts) and inbox.
@@ -83,51 +136,25 @@ impl ControlHub {
         (peer, inbox)
     }
 
-    /// Forgets a connection, and its device if it had joined a session.
-    pub fn disconnect(&self, peer: &Peer, joined: Option<(&SharedSession, &str)>) {
+    /// Forgets a connection, and its device if it had joined a session (`(session, device)`).
+    pub async fn disconnect(&self, peer: &Peer, joined: Option<(&str, &str)>) {
         lock(&self.peers).remove(&peer.id());
         if let Some((session, device)) = joined {
-            let now = Instant::now();
-            let mut s = lock(session);
-            if s.leave(device, now) {
-                broadcast_state(&s, now);
-            }
-            if s.members().is_empty() {
-                let id = s.id().to_string();
-                drop(s);
-                let mut sessions = lock(&self.sessions);
-                // Only drop it if nobody joined in between.
-                if sessions
-                    .get(&id)
-                    .is_some_and(|s| lock(s).members().is_empty())
-                {
-                    sessions.remove(&id);
-                }
-            }
+            self.table().leave(session, device).await;
         }
     }
 
-    /// Joins `peer` as device `name` to session `id` (a new random one when `None`), and
-    /// broadcasts the new device list. Returns the session and the device id.
-    pub fn join(&self, id: Option<String>, name: &str, peer: Peer) -> (SharedSession, String) {
+    /// Joins `peer` as device `name` to session `id` (a new random one when `None`). Returns
+    /// the session id and the device id.
+    pub async fn join(
+        &self,
+        id: Option<String>,
+        name: &str,
+        peer: Peer,
+    ) -> Result<(String, String), ProtocolError> {
         let id = id.unwrap_or_else(random_id);
-        let device = format!("d{}", peer.id());
-        let now = Instant::now();
-        let session = Arc::clone(
-            lock(&self.sessions)
-                .entry(id.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(Session::new(id, now)))),
-        );
-        let mut s = lock(&session);
-        s.join(Member {
-            info: DeviceInfo {
-                id: device.clone(),
-                name: name.trim().to_string(),
-            },
-            peer,
-        });
-        drop(s);
-        (session, device)
+        let device = self.table().join(&id, name.trim(), peer).await?;
+        Ok((id, device))
     }
 
     /// Sends `message` to every connection.
@@ -149,18 +176,105 @@ impl ControlHub {
     }
 }
 
-/// Sends the session's state to each of its devices.
-pub fn broadcast_state(session: &Session, now: Instant) {
-    let text = Utf8Bytes::from(ServerMessage::State(session.snapshot(now)).to_json());
-    for member in session.members() {
-        member.peer.send(text.clone());
+/// Attaches the bus of `config.bus` (if any) to `hub`'s table and runs its listener and
+/// heartbeat until the hub shuts down; `deliver` sends a prefetch hint that another origin's
+/// change called for to a device here.
+pub async fn run_bus<D, F>(hub: Arc<ControlHub>, deliver: D)
+where
+    D: Fn(String, session::PrefetchNeed) -> F + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = hub.config.bus.clone() else {
+        return;
+    };
+    if hub.config.bus_key.is_none() {
+        tracing::warn!(
+            "bus: SEGUE_BUS_KEY is not set: bus messages are checked for corruption, not authenticated"
+        );
+    }
+    let heartbeat = hub.config.heartbeat;
+    let made = RedisBus::new(
+        &url,
+        Sealer::new(hub.config.bus_key.clone()),
+        hub.origin.clone(),
+        hub.config.bus_prefix.clone(),
+        hub.config.session_ttl,
+        heartbeat,
+    );
+    let (bus, mut pushes) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            tracing::error!(error = %e, "bus: cannot use {url}; control sessions stay local");
+            return;
+        }
+    };
+    let table = SessionTable::new(
+        hub.origin.clone(),
+        Some(bus.clone()),
+        hub.config.session_ttl,
+        heartbeat,
+        Arc::clone(&hub.metrics),
+    );
+    if hub.table.set(table).is_err() {
+        tracing::error!("bus: sessions were in use before the bus was attached; it is not used");
+        return;
+    }
+    let table = hub.table();
+    match bus.subscribe().await {
+        Ok(()) => tracing::info!(
+            origin = bus.origin(),
+            "bus: control sessions shared through Redis"
+        ),
+        Err(e) => table.degrade_now(&e),
+    }
+    let mut shutdown = hub.shutdown_signal();
+    // A sweep every half heartbeat: a dead origin's liveness key lasts three heartbeats, so
+    // its devices are gone from every session within the heartbeat window.
+    let mut ticker = tokio::time::interval(heartbeat / 2);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow_and_update() {
+                    return;
+                }
+            }
+            _ = ticker.tick() => table.sweep().await,
+            push = pushes.recv() => {
+                let Some(push) = push else { return };
+                match bus.decode(push) {
+                    Push::Notice(Notice::Session { origin, session, version, prefetch }) => {
+                        hub.metrics.bus_event("notice");
+                        if origin != hub.origin
+                            && let Some(need) = table.on_notice(&session, version, prefetch).await
+                        {
+                            tokio::spawn(deliver(session, need));
+                        }
+                    }
+                    Push::Notice(Notice::Library { origin }) => {
+                        if origin != hub.origin {
+                            hub.library_news.notify_one();
+                        }
+                    }
+                    Push::Rejected(e) => {
+                        hub.metrics.bus_event("rejected");
+                        tracing::warn!(error = %e, "bus: refused a message");
+                    }
+                    Push::Disconnected => {
+                        table.disconnected();
+                        table.sweep().await;
+                    }
+                    Push::Other => {}
+                }
+            }
+        }
     }
 }
 
 /// 16 random bytes from the OS as hex: session ids are capabilities (knowing one lets you
 /// control its playback), so they must not be guessable. Falls back to a hash of the clock
 /// and a counter if /dev/urandom is unreadable (never on Linux in practice).
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if read.is_err() {

@@ -5,19 +5,28 @@
 //! either changes the state (the caller then broadcasts it) or is refused with a protocol error.
 //! The position is kept as "`position` seconds at instant `since`", advanced by the clock while
 //! playing, so no timer runs; the active device's reports correct it.
+//!
+//! It is plain data (serde) with wall-clock times ([`Stamp`], Unix milliseconds), because with a
+//! bus (`--bus`) it is stored in Redis and read by every origin: an `Instant` means nothing to
+//! another process. Loaded from the bus it is checked again ([`Session::check`]) before use.
 
-use std::time::Instant;
+use serde::{Deserialize, Serialize};
 
-use super::peer::Peer;
-use super::protocol::{DeviceInfo, ProtocolError, SessionState};
+pub use super::stamp::Stamp;
+
+use super::protocol::{DeviceInfo, MAX_NAME, MAX_QUEUE, ProtocolError, SessionState};
 
 /// A `previous` later than this into a track restarts it instead.
 const RESTART_THRESHOLD_S: f64 = 3.0;
 /// A report that differs from the predicted position by more than this is broadcast.
 const DRIFT_BROADCAST_S: f64 = 1.0;
 
+/// Most devices in one session (a `hello` beyond it is refused): one session cannot grow without
+/// bound, in memory or in Redis.
+pub const MAX_DEVICES: usize = 32;
+
 /// One queue entry: a track and its duration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueEntry {
     /// Track id.
     pub track: String,
@@ -25,13 +34,13 @@ pub struct QueueEntry {
     pub duration: f64,
 }
 
-/// A device joined to the session.
-#[derive(Debug, Clone)]
+/// A device joined to the session, and the origin whose connection it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     /// Id and name.
     pub info: DeviceInfo,
-    /// Its connection's send queue.
-    pub peer: Peer,
+    /// The origin (server process) holding its connection.
+    pub origin: String,
 }
 
 /// A command, as the session sees it (validated, tracks resolved).
@@ -83,7 +92,7 @@ pub enum Command {
 }
 
 /// The prefetch a change calls for: the next track, for the active device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrefetchNeed {
     /// The active device.
     pub device: String,
@@ -96,15 +105,21 @@ pub struct PrefetchNeed {
 }
 
 /// A playback session.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     id: String,
     revision: u64,
+    /// Moves on every stored change, visible or not: the compare-and-set version of the bus.
+    #[serde(default)]
+    version: u64,
+    /// When a device's command last changed it (not joins and leaves): when two origins hold
+    /// diverged copies after a Redis outage, the later change wins.
+    changed: Stamp,
     queue: Vec<QueueEntry>,
     index: usize,
     playing: bool,
     position: f64,
-    since: Instant,
+    since: Stamp,
     volume: f64,
     active: Option<String>,
     members: Vec<Member>,
@@ -115,10 +130,12 @@ pub struct Session {
 
 impl Session {
     /// An empty session.
-    pub fn new(id: String, now: Instant) -> Self {
+    pub fn new(id: String, now: Stamp) -> Self {
         Session {
             id,
             revision: 0,
+            version: 0,
+            changed: now,
             queue: Vec::new(),
             index: 0,
             playing: false,
@@ -142,15 +159,90 @@ impl Session {
         &self.members
     }
 
-    /// Adds a device (a state change).
-    pub fn join(&mut self, member: Member) {
+    /// When a command last changed it.
+    pub fn changed(&self) -> Stamp {
+        self.changed
+    }
+
+    /// The visible revision (what `state` messages carry).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The stored version (see [`Session::bump_version`]).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Marks a stored change: every write to the bus moves the version past both this
+    /// session's and `stored` (the version in Redis, which a refused value may have left
+    /// ahead).
+    pub fn bump_version(&mut self, stored: Option<u64>) {
+        self.version = self.version.max(stored.unwrap_or(0)) + 1;
+    }
+
+    /// Adds a device (a state change), unless the session has [`MAX_DEVICES`] already.
+    pub fn join(&mut self, member: Member) -> Result<(), ProtocolError> {
+        if self.members.len() >= MAX_DEVICES {
+            return Err(ProtocolError::new(
+                "session_full",
+                format!("hello: this session has {MAX_DEVICES} devices already"),
+            ));
+        }
         self.members.push(member);
         self.revision += 1;
+        Ok(())
+    }
+
+    /// Removes every device of `origin` (an origin that died: its sockets are gone), as if
+    /// each had left. Returns whether any was a member.
+    pub fn leave_origin(&mut self, origin: &str, now: Stamp) -> bool {
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.origin == origin)
+            .map(|m| m.info.id.clone())
+            .collect();
+        let mut changed = false;
+        for device in gone {
+            changed |= self.leave(&device, now);
+        }
+        changed
+    }
+
+    /// Checks the invariants a session read from the bus must hold (the bus is another
+    /// process's word: a forged or corrupt value must not reach the state machine), and that
+    /// it is the session `id`.
+    pub fn check(&self, id: &str) -> Result<(), String> {
+        let bad = |what: &str| Err(format!("session {id}: {what}"));
+        if self.id != id {
+            return bad("stored under another id");
+        }
+        if self.queue.len() > MAX_QUEUE || self.members.len() > MAX_DEVICES {
+            return bad("queue or device list over the limits");
+        }
+        if !self.queue.is_empty() && self.index >= self.queue.len() {
+            return bad("index outside the queue");
+        }
+        let finite = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite(self.position)
+            || !(0.0..=1.0).contains(&self.volume)
+            || self.queue.iter().any(|e| !finite(e.duration))
+        {
+            return bad("a position, duration or volume out of range");
+        }
+        let short = |s: &str| !s.is_empty() && s.len() <= MAX_NAME;
+        if self.members.iter().any(|m| {
+            !short(&m.info.id) || m.info.name.chars().count() > MAX_NAME || !short(&m.origin)
+        }) {
+            return bad("a device with an invalid id, name or origin");
+        }
+        Ok(())
     }
 
     /// Removes a device; if it was playing, playback pauses where it was. Returns whether it
     /// was a member.
-    pub fn leave(&mut self, device: &str, now: Instant) -> bool {
+    pub fn leave(&mut self, device: &str, now: Stamp) -> bool {
         let before = self.members.len();
         self.members.retain(|m| m.info.id != device);
         if self.members.len() == before {
@@ -172,9 +264,9 @@ impl Session {
     }
 
     /// The position now, in seconds.
-    pub fn position_at(&self, now: Instant) -> f64 {
+    pub fn position_at(&self, now: Stamp) -> f64 {
         let elapsed = if self.playing {
-            now.saturating_duration_since(self.since).as_secs_f64()
+            now.seconds_since(self.since)
         } else {
             0.0
         };
@@ -182,12 +274,12 @@ impl Session {
     }
 
     /// Folds the elapsed time into `position`.
-    fn settle(&mut self, now: Instant) {
+    fn settle(&mut self, now: Stamp) {
         self.position = self.position_at(now);
         self.since = now;
     }
 
-    fn go_to(&mut self, index: usize, position: f64, now: Instant) {
+    fn go_to(&mut self, index: usize, position: f64, now: Stamp) {
         self.index = index;
         self.position = position.clamp(0.0, self.duration());
         self.since = now;
@@ -210,7 +302,20 @@ impl Session {
         &mut self,
         sender: &str,
         command: Command,
-        now: Instant,
+        now: Stamp,
+    ) -> Result<bool, ProtocolError> {
+        let applied = self.apply_command(sender, command, now);
+        if applied.is_ok() {
+            self.changed = now;
+        }
+        applied
+    }
+
+    fn apply_command(
+        &mut self,
+        sender: &str,
+        command: Command,
+        now: Stamp,
     ) -> Result<bool, ProtocolError> {
         match command {
             Command::Load {
@@ -304,7 +409,7 @@ impl Session {
         position: f64,
         playing: bool,
         bandwidth: Option<f64>,
-        now: Instant,
+        now: Stamp,
     ) -> Result<bool, ProtocolError> {
         if self.active.as_deref() != Some(sender) {
             return Err(ProtocolError::new(
@@ -363,7 +468,7 @@ impl Session {
     }
 
     /// The state to broadcast, as of `now`.
-    pub fn snapshot(&self, now: Instant) -> SessionState {
+    pub fn snapshot(&self, now: Stamp) -> SessionState {
         SessionState {
             session: self.id.clone(),
             revision: self.revision,

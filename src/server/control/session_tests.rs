@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::server::control::peer::Peer;
 
 fn member(id: &str) -> Member {
     Member {
@@ -9,7 +8,7 @@ fn member(id: &str) -> Member {
             id: id.into(),
             name: format!("device {id}"),
         },
-        peer: Peer::new(0, 8).0,
+        origin: "o1".into(),
     }
 }
 
@@ -22,10 +21,10 @@ fn queue(n: usize) -> Vec<QueueEntry> {
         .collect()
 }
 
-fn session(now: Instant) -> Session {
+fn session(now: Stamp) -> Session {
     let mut s = Session::new("s".into(), now);
-    s.join(member("a"));
-    s.join(member("b"));
+    s.join(member("a")).unwrap();
+    s.join(member("b")).unwrap();
     s
 }
 
@@ -40,7 +39,7 @@ fn load(n: usize) -> Command {
 
 #[test]
 fn load_makes_the_sender_active_only_when_nobody_is() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     assert!(s.apply("b", load(3), t0).unwrap());
     assert_eq!(s.snapshot(t0).active_device.as_deref(), Some("b"));
@@ -53,7 +52,7 @@ fn load_makes_the_sender_active_only_when_nobody_is() {
 
 #[test]
 fn the_position_runs_while_playing_and_stops_on_pause() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(2), t0).unwrap();
     let t1 = t0 + Duration::from_secs(10);
@@ -68,7 +67,7 @@ fn the_position_runs_while_playing_and_stops_on_pause() {
 
 #[test]
 fn previous_restarts_a_track_after_three_seconds() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(3), t0).unwrap();
     s.apply("a", Command::Next, t0).unwrap();
@@ -87,7 +86,7 @@ fn previous_restarts_a_track_after_three_seconds() {
 
 #[test]
 fn commands_on_an_empty_queue_are_refused() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     for command in [
         Command::Play,
@@ -101,7 +100,7 @@ fn commands_on_an_empty_queue_are_refused() {
 
 #[test]
 fn transfer_moves_playback_at_the_same_position() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(2), t0).unwrap();
     let t1 = t0 + Duration::from_secs(7);
@@ -132,7 +131,7 @@ fn transfer_moves_playback_at_the_same_position() {
 
 #[test]
 fn only_the_active_device_reports_and_small_drift_is_not_broadcast() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(2), t0).unwrap();
     let report = |index, position| Command::Report {
@@ -155,7 +154,7 @@ fn only_the_active_device_reports_and_small_drift_is_not_broadcast() {
 
 #[test]
 fn the_next_track_is_prefetched_once_for_the_active_device() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(3), t0).unwrap();
     let need = s.prefetch_need().unwrap();
@@ -183,7 +182,7 @@ fn the_next_track_is_prefetched_once_for_the_active_device() {
 
 #[test]
 fn the_active_device_leaving_pauses_playback() {
-    let t0 = Instant::now();
+    let t0 = Stamp::now();
     let mut s = session(t0);
     s.apply("a", load(2), t0).unwrap();
     assert!(s.leave("a", t0 + Duration::from_secs(4)));
@@ -192,4 +191,54 @@ fn the_active_device_leaving_pauses_playback() {
     assert!(!state.playing);
     assert!((state.position - 4.0).abs() < 1e-6);
     assert!(!s.leave("a", t0));
+}
+
+#[test]
+fn a_session_holds_at_most_max_devices() {
+    let t0 = Stamp::now();
+    let mut s = Session::new("s".into(), t0);
+    for i in 0..MAX_DEVICES {
+        s.join(member(&format!("d{i}"))).unwrap();
+    }
+    let refused = s.join(member("one-more")).unwrap_err();
+    assert_eq!(refused.code, "session_full");
+    assert_eq!(s.members().len(), MAX_DEVICES);
+}
+
+#[test]
+fn an_origin_leaving_takes_its_devices_and_pauses_if_one_played() {
+    let t0 = Stamp::now();
+    let mut s = session(t0);
+    let mut other = member("c");
+    other.origin = "o2".into();
+    s.join(other).unwrap();
+    s.apply("c", load(2), t0).unwrap();
+    assert!(s.leave_origin("o2", t0 + Duration::from_secs(5)));
+    let state = s.snapshot(t0 + Duration::from_secs(5));
+    assert_eq!(state.devices.len(), 2);
+    assert_eq!(state.active_device, None);
+    assert!(!state.playing);
+    assert!((state.position - 5.0).abs() < 1e-6);
+    assert!(!s.leave_origin("o2", t0));
+}
+
+#[test]
+fn a_stored_session_round_trips_and_bad_ones_fail_the_check() {
+    let t0 = Stamp::now();
+    let mut s = session(t0);
+    s.apply("a", load(3), t0).unwrap();
+    let json = serde_json::to_string(&s).unwrap();
+    let back: Session = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    assert!(back.check("s").is_ok());
+    assert!(back.check("other").is_err());
+    let mut bad = s.clone();
+    bad.index = 7;
+    assert!(bad.check("s").is_err());
+    let mut bad = s.clone();
+    bad.volume = 2.0;
+    assert!(bad.check("s").is_err());
+    let mut bad = s;
+    bad.position = f64::NAN;
+    assert!(bad.check("s").is_err());
 }
