@@ -5,8 +5,8 @@
 //! itself and rejoins the same session, playback plays on to the end, and the second page saw
 //! the same track playing throughout.
 //!
-//! Needs the lead's `serve --bus` (issue 14); until then the second page, on another origin
-//! than the first, joins an empty session of its own and this test fails.
+//! Without a shared bus the second page, on another origin than the first, would join an empty
+//! session of its own until the first page rejoined on its origin, and this test would fail.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::common::redis::RedisServer;
 use crate::fixture::Fleet;
-use crate::peers::{require_browser_peers, run_node_json};
+use crate::peers::{http_get, require_browser_peers, run_node_json};
 
 /// As for the page in `failover`: a few seconds before the kill, more segments after it than the page's
 /// buffer goal holds.
@@ -42,6 +42,15 @@ fn segue_page_keeps_its_session_across_an_origin_kill_and_a_device_on_the_other_
         &["--bus", &bus],
         &[("SEGUE_BUS_KEY", BUS_KEY)],
     );
+    for origin in &fleet.origins {
+        let health = http_get(&origin.url("/healthz"), &[]).text();
+        assert!(
+            health.lines().any(|l| l == "bus: redis ok"),
+            "{}: /healthz says {health:?}{}",
+            origin.origin,
+            fleet.context()
+        );
+    }
     let origins = format!("{},{}", fleet.origins[0].origin, fleet.origins[1].origin);
     let pids = format!("{},{}", fleet.origins[0].pid(), fleet.origins[1].pid());
     let flags = [
@@ -121,5 +130,15 @@ fn segue_page_keeps_its_session_across_an_origin_kill_and_a_device_on_the_other_
         after.iter().any(|s| s["playing"] == true),
         "after the kill the second page saw no state of the track playing: {states:?}{}",
         context()
+    );
+    eprintln!(
+        "session {SESSION}: killed {} at {} s of playback; the first page joined {} times; the \
+         second page (on {}) saw {} states of the track, {} after the kill",
+        summary["killed_origin"],
+        summary["killed_at_ct"],
+        welcomes.len(),
+        summary["second_origin"],
+        following.len(),
+        after.len()
     );
 }
