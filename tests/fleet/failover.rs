@@ -111,10 +111,11 @@ fn play_through_a_kill(player: &str) {
         .iter()
         .filter(|a| a.at_ms >= killed_at && a.status < 400 && a.upstreams.len() >= 2)
         .filter(|a| a.upstreams[0] == dead && served_by(a, &alive))
+        // The survivor's answer: 200, 206, 304, or 101 for a WebSocket upgrade.
         .filter(|a| {
-            a.upstream_statuses
-                .last()
-                .is_some_and(|s| s.starts_with('2'))
+            let last = a.upstream_statuses.last();
+            last.and_then(|s| s.parse::<u16>().ok())
+                .is_some_and(|s| s < 400)
         })
         .collect();
     assert!(
