@@ -5,7 +5,10 @@
 //! - `cache_keys`: signed URLs are cached under the path after the token, and a forged token
 //!   is refused at the edge even for a cached file; CMCD arguments do not split the cache.
 //! - `failover`: hls.js, dash.js and segue's own page play a track through nginx to its end
-//!   while one origin is killed (SIGKILL) mid-track: no stall, no error.
+//!   while one origin is killed (SIGKILL) mid-track: no stall, no error, and the requests
+//!   after the kill went to the survivor, one of them failed over inside nginx.
+//!
+//! The browser tests are in the `media-clock` test group (.config/nextest.toml): one at a time.
 //! - `session`: with `--bus redis://`, segue's page keeps its control session across the kill
 //!   and a second page on the other origin follows it throughout.
 //! - `docs`: docs/deploy.md's nginx excerpts are lines of the tested config.
