@@ -12,118 +12,14 @@ mod common;
 #[path = "peers/support.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use support::nginx::{Nginx, require_nginx};
 use support::*;
 
 const TRACK_SECONDS: f64 = 10.0;
 const REPLAY_LIMIT: Duration = Duration::from_secs(60);
-
-/// A foreground nginx on a free 127.0.0.1 port, stopped on drop.
-struct Nginx {
-    child: Child,
-    /// Holds the config, logs and cache.
-    dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`.
-    origin: String,
-}
-
-impl Nginx {
-    /// Renders the cache config for `upstream` (`127.0.0.1:PORT`) and starts nginx, retrying on
-    /// another port if the one picked was taken in the meantime.
-    fn start(upstream: &str) -> Nginx {
-        let template = std::fs::read_to_string(peers_dir().join("nginx-cache.conf"))
-            .expect("tests/peers/nginx-cache.conf");
-        let root = rustix::process::geteuid().is_root();
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let port = free_port();
-            let conf = template
-                .replace("@DIR@", &dir.path().to_string_lossy())
-                // As root the workers would otherwise run as nobody, who cannot enter the
-                // temp dir (mode 0700) to write the cache.
-                .replace("@USER@", if root { "user root;" } else { "" })
-                .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
-                .replace("@UPSTREAM@", upstream);
-            let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, conf).expect("write nginx.conf");
-            let error_log = dir.path().join("error.log");
-            let mut child = Command::new(nginx_program())
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-e")
-                .arg(&error_log)
-                .arg("-c")
-                .arg(&conf_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nginx");
-            let origin = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_error = format!(
-                        "nginx exited ({status}):\n{}",
-                        std::fs::read_to_string(&error_log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Nginx { child, dir, origin };
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "nginx did not listen on {origin} within 10 s:\n{}",
-                        std::fs::read_to_string(&error_log).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !last_error.contains("Address already in use") {
-                break;
-            }
-        }
-        panic!("{last_error}");
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: fast shutdown; the master stops its worker before exiting.
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Debian puts nginx in /usr/sbin, which is not on every user's PATH.
-fn nginx_program() -> PathBuf {
-    let sbin = Path::new("/usr/sbin/nginx");
-    if sbin.exists() {
-        sbin.to_path_buf()
-    } else {
-        PathBuf::from("nginx")
-    }
-}
 
 /// One request of a replay pass, as `replay.py` reports it.
 #[derive(Debug, serde::Deserialize)]
@@ -212,17 +108,15 @@ fn segment_log_lines(lines: &[String]) -> Vec<&String> {
 
 #[test]
 fn second_playback_through_nginx_is_served_from_its_cache_without_segment_requests_to_segue() {
-    require_program(
-        "nginx",
-        &nginx_program().to_string_lossy(),
-        &["-v"],
-        "apt-get install nginx",
-    );
+    require_nginx();
     require_program("python3", "python3", &["--version"], "Python 3 (CI image)");
     let library = Library::generated(TRACK_SECONDS);
     let server = Server::start(&library.root(), &[]);
     let track = server.track(&library.track_id);
-    let nginx = Nginx::start(server.origin.trim_start_matches("http://"));
+    let nginx = Nginx::start(
+        "nginx-cache.conf",
+        &[("@UPSTREAM@", server.origin.trim_start_matches("http://"))],
+    );
     let via_nginx = |url: &str| url.replacen(&server.origin, &nginx.origin, 1);
     let (hls, dash) = (via_nginx(&track.hls), via_nginx(&track.dash));
     let context = || {

@@ -217,7 +217,7 @@ fn cmcd_arguments_do_not_split_the_cache_and_reach_the_origin() {
     );
 
     // The misses carried their CMCD to an origin (nginx passes the request URI unchanged).
-    let log = fleet.nginx.access_log();
+    let log = crate::fixture::access_log(&fleet.nginx);
     let forwarded: Vec<&Access> = log
         .iter()
         .filter(|a| a.uri.contains("CMCD=") && a.cache == "MISS")

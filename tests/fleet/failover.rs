@@ -52,7 +52,7 @@ fn play_through_a_kill(player: &str) {
         ("--timeout-ms", RUN_TIMEOUT_MS),
     ];
     let summary = run_node_json("fleet_players.mjs", &flags, Duration::from_secs(120));
-    let log = fleet.nginx.access_log();
+    let log = crate::fixture::access_log(&fleet.nginx);
     let context = || {
         format!(
             "\nsummary: {summary:#}\nnginx access log:\n{}{}",

@@ -2,146 +2,27 @@
 //! (each a machine of its own, [`BucketLibrary::serve`]), and nginx in front of both with
 //! `tests/peers/nginx-fleet.conf`, the config docs/deploy.md describes.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use crate::bucket::BucketLibrary;
 use crate::common::{ServeCommand, ServeProcess};
-use crate::peers::{free_port, peers_dir, require_program};
 
-/// Longest wait for nginx to listen.
-const NGINX_START_LIMIT: Duration = Duration::from_secs(10);
+/// The fleet's nginx (tests/peers/nginx-fleet.conf).
+pub use crate::peers::nginx::{Nginx, require_nginx};
 
-/// A foreground nginx on a free 127.0.0.1 port with the fleet config, stopped on drop.
-pub struct Nginx {
-    child: Child,
-    /// Holds the config, logs and caches.
-    dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`.
-    pub origin: String,
+/// Starts nginx with the fleet config in front of `origins` (`127.0.0.1:PORT` each).
+pub fn start_nginx(origins: [&str; 2]) -> Nginx {
+    Nginx::start(
+        "nginx-fleet.conf",
+        &[("@ORIGIN_A@", origins[0]), ("@ORIGIN_B@", origins[1])],
+    )
 }
 
-/// Debian puts nginx in /usr/sbin, which is not on every user's PATH.
-fn nginx_program() -> PathBuf {
-    let sbin = Path::new("/usr/sbin/nginx");
-    if sbin.exists() {
-        sbin.to_path_buf()
-    } else {
-        PathBuf::from("nginx")
-    }
-}
-
-/// Fails the test unless nginx is installed.
-pub fn require_nginx() {
-    let program = nginx_program();
-    require_program(
-        "nginx",
-        &program.to_string_lossy(),
-        &["-v"],
-        "apt-get install nginx",
-    );
-}
-
-impl Nginx {
-    /// Renders the fleet config for `origins` (`127.0.0.1:PORT` each) with an empty cache and
-    /// starts nginx, on another port if the one picked was taken in the meantime.
-    pub fn start(origins: [&str; 2]) -> Nginx {
-        let template = std::fs::read_to_string(peers_dir().join("nginx-fleet.conf"))
-            .expect("tests/peers/nginx-fleet.conf");
-        let root = rustix::process::geteuid().is_root();
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let port = free_port();
-            let conf = template
-                .replace("@DIR@", &dir.path().to_string_lossy())
-                // As root the workers would otherwise run as nobody, who cannot enter the
-                // temp dir (mode 0700) to write the cache.
-                .replace("@USER@", if root { "user root;" } else { "" })
-                .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
-                .replace("@ORIGIN_A@", origins[0])
-                .replace("@ORIGIN_B@", origins[1]);
-            let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, conf).expect("write nginx.conf");
-            let error_log = dir.path().join("error.log");
-            let mut child = Command::new(nginx_program())
-                .arg("-p")
-                .arg(dir.path())
-                .arg("-e")
-                .arg(&error_log)
-                .arg("-c")
-                .arg(&conf_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nginx");
-            let origin = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + NGINX_START_LIMIT;
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_error = format!(
-                        "nginx exited ({status}):\n{}",
-                        std::fs::read_to_string(&error_log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Nginx { child, dir, origin };
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "nginx did not listen on {origin} within {NGINX_START_LIMIT:?}:\n{}",
-                        std::fs::read_to_string(&error_log).unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !last_error.contains("Address already in use") {
-                break;
-            }
-        }
-        panic!("{last_error}");
-    }
-
-    /// `origin` joined with a server-relative path.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.origin, path.trim_start_matches('/'))
-    }
-
-    /// nginx's error log so far, for failure messages.
-    pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    /// nginx's access log so far (the `fleet` format), one entry per request.
-    pub fn access_log(&self) -> Vec<Access> {
-        std::fs::read_to_string(self.dir.path().join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(Access::parse)
-            .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: fast shutdown; the master stops its workers before exiting.
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// nginx's access log so far (the `fleet` format), one entry per request.
+pub fn access_log(nginx: &Nginx) -> Vec<Access> {
+    nginx
+        .access_log_text()
+        .lines()
+        .filter_map(Access::parse)
+        .collect()
 }
 
 /// One line of nginx's `fleet` access log.
@@ -231,7 +112,7 @@ impl Fleet {
                 .start()
         };
         let origins = [serve("origin-a"), serve("origin-b")];
-        let nginx = Nginx::start([&origin_addr(&origins[0]), &origin_addr(&origins[1])]);
+        let nginx = start_nginx([&origin_addr(&origins[0]), &origin_addr(&origins[1])]);
         Fleet {
             nginx,
             origins,

@@ -318,3 +318,7 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         stderr: err_reader.join().unwrap_or_default(),
     }
 }
+
+/// nginx as a peer (the CDN stand-in).
+#[path = "nginx.rs"]
+pub mod nginx;
