@@ -356,9 +356,14 @@ pub async fn serve(
         tokio::spawn(rescan(state.clone()));
     }
     let delivering = state.clone();
-    tokio::spawn(control::run_bus(Arc::clone(&hub), move |session, need| {
-        control::connection::deliver_prefetch(delivering.clone(), session, need)
-    }));
+    let attached = control::attach_bus(&hub);
+    tokio::spawn(control::run_bus(
+        Arc::clone(&hub),
+        attached,
+        move |session, need| {
+            control::connection::deliver_prefetch(delivering.clone(), session, need)
+        },
+    ));
     let known = control::library::baseline(&state).await;
     tokio::spawn(control::library::watch(
         state.clone(),

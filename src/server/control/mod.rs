@@ -35,6 +35,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Utf8Bytes, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use redis::PushInfo;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Notify, watch};
 
 pub use crate::config::ControlConfig;
@@ -176,18 +178,62 @@ impl ControlHub {
     }
 }
 
-/// Attaches the bus of `config.bus` (if any) to `hub`'s table and runs its listener and
-/// heartbeat until the hub shuts down; `deliver` sends a prefetch hint that another origin's
-/// change called for to a device here.
-pub async fn run_bus<D, F>(hub: Arc<ControlHub>, deliver: D)
+/// The bus attached by [`attach_bus`]: its handle and the receiver of its pushes.
+pub type AttachedBus = (RedisBus, UnboundedReceiver<PushInfo>);
+
+/// Attaches the bus of `config.bus` (if any) to `hub`'s table, before the server accepts its
+/// first connection (so no session starts in-process by mistake). Must be called inside the
+/// runtime (the connection is made lazily, on it); `None` without a bus, or with a URL the
+/// client refuses (logged: sessions then stay local).
+pub fn attach_bus(hub: &ControlHub) -> Option<AttachedBus> {
+    let url = hub.config.bus.clone()?;
+    if hub.config.bus_key.is_none() {
+        tracing::warn!(
+            "bus: SEGUE_BUS_KEY is not set: bus messages are checked for corruption, not authenticated"
+        );
+    }
+    let made = RedisBus::new(
+        &url,
+        Sealer::new(hub.config.bus_key.clone()),
+        hub.origin.clone(),
+        hub.config.bus_prefix.clone(),
+        hub.config.session_ttl,
+        hub.config.heartbeat,
+    );
+    let (bus, pushes) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            tracing::error!(error = %e, "bus: cannot use {url}; control sessions stay local");
+            return None;
+        }
+    };
+    let table = SessionTable::new(
+        hub.origin.clone(),
+        Some(bus.clone()),
+        hub.config.session_ttl,
+        hub.config.heartbeat,
+        Arc::clone(&hub.metrics),
+    );
+    if hub.table.set(table).is_err() {
+        tracing::error!("bus: sessions were in use before the bus was attached; it is not used");
+        return None;
+    }
+    Some((bus, pushes))
+}
+
+/// Runs the bus's listener and heartbeat (or, without a bus, the in-process sweep) until the
+/// hub shuts down; `deliver` sends a prefetch hint that another origin's change called for to
+/// a device here.
+pub async fn run_bus<D, F>(hub: Arc<ControlHub>, attached: Option<AttachedBus>, deliver: D)
 where
     D: Fn(String, session::PrefetchNeed) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let Some(url) = hub.config.bus.clone() else {
+    let heartbeat = hub.config.heartbeat;
+    let Some((bus, mut pushes)) = attached else {
         // In-process sessions: the sweep only forgets parked sessions past their TTL.
         let mut shutdown = hub.shutdown_signal();
-        let mut ticker = tokio::time::interval(hub.config.heartbeat);
+        let mut ticker = tokio::time::interval(heartbeat);
         loop {
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -199,38 +245,6 @@ where
             }
         }
     };
-    if hub.config.bus_key.is_none() {
-        tracing::warn!(
-            "bus: SEGUE_BUS_KEY is not set: bus messages are checked for corruption, not authenticated"
-        );
-    }
-    let heartbeat = hub.config.heartbeat;
-    let made = RedisBus::new(
-        &url,
-        Sealer::new(hub.config.bus_key.clone()),
-        hub.origin.clone(),
-        hub.config.bus_prefix.clone(),
-        hub.config.session_ttl,
-        heartbeat,
-    );
-    let (bus, mut pushes) = match made {
-        Ok(made) => made,
-        Err(e) => {
-            tracing::error!(error = %e, "bus: cannot use {url}; control sessions stay local");
-            return;
-        }
-    };
-    let table = SessionTable::new(
-        hub.origin.clone(),
-        Some(bus.clone()),
-        hub.config.session_ttl,
-        heartbeat,
-        Arc::clone(&hub.metrics),
-    );
-    if hub.table.set(table).is_err() {
-        tracing::error!("bus: sessions were in use before the bus was attached; it is not used");
-        return;
-    }
     let table = hub.table();
     match bus.subscribe().await {
         Ok(()) => tracing::info!(
