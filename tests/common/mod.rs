@@ -373,3 +373,15 @@ pub fn assert_consistent(lib: &TempLibrary) -> BTreeSet<String> {
     );
     dirs
 }
+
+/// Sends `signal` to the peer server `child` (named `name` in the panic), which must be
+/// running: how the Redis and S3 peers are paused (SIGSTOP) and resumed (SIGCONT).
+pub fn signal_peer(
+    child: Option<&std::process::Child>,
+    signal: rustix::process::Signal,
+    name: &str,
+) {
+    let child = child.unwrap_or_else(|| panic!("the {name} is running"));
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+        .unwrap_or_else(|e| panic!("signal {signal:?} to the {name}: {e}"));
+}

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 
 /// The server binary (Debian's `redis-server` package).
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -113,9 +113,7 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: Signal) {
-        let child = self.child.as_ref().expect("the Redis server is running");
-        kill_process(Pid::from_child(child), signal)
-            .unwrap_or_else(|e| panic!("signal {signal:?} to redis-server: {e}"));
+        super::signal_peer(self.child.as_ref(), signal, "Redis server");
     }
 
     /// The last `n` lines of the server's log, across restarts, for failure messages.

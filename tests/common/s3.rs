@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 
 /// Longest wait for the server's `Running on` line and its first answer.
 pub const START_LIMIT: Duration = Duration::from_secs(30);
@@ -187,9 +187,7 @@ impl S3Server {
     }
 
     fn signal(&self, signal: Signal) {
-        let child = self.child.as_ref().expect("the S3 server is running");
-        kill_process(Pid::from_child(child), signal)
-            .unwrap_or_else(|e| panic!("signal {signal:?} to the S3 server: {e}"));
+        super::signal_peer(self.child.as_ref(), signal, "S3 server");
     }
 
     /// The server's log so far (werkzeug's request lines and any traceback), across restarts.
