@@ -12,7 +12,9 @@
 //! - Redis stopped: media and sessions go on locally, `/healthz` says so, one warning; Redis
 //!   back (its state lost): the sessions are written back and shared again; the same for an
 //!   origin started while Redis is down; a hung Redis (SIGSTOP) holds a command up by its
-//!   response timeout (500 ms), not forever;
+//!   response timeout (500 ms), not forever; commands on both origins during an outage end in
+//!   the later one on every device, with revisions that only go forward; a Redis that loses its
+//!   keys between two beats (FLUSHALL: no command fails) takes no live origin for dead;
 //! - a forged notice or stored value on the bus is refused and counted, never applied;
 //! - over a bucket library, a track that one origin finds is announced on the other at once,
 //!   though that one would not list the bucket again for an hour.
@@ -217,6 +219,125 @@ async fn without_redis_sessions_go_on_locally_and_are_shared_again_when_it_retur
     for (server, name) in [(&one, "origin one"), (&two, "origin two")] {
         fixture::assert_no_panic(server, name);
     }
+}
+
+/// The revisions of `states` move forward (the protocol's promise to each device).
+fn assert_revisions_increase(states: &[serde_json::Value], who: &str) {
+    let revisions: Vec<u64> = states
+        .iter()
+        .map(|s| s["revision"].as_u64().unwrap())
+        .collect();
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "{who} saw revisions {revisions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_its_keys_between_two_beats_takes_no_live_origin_for_dead() {
+    // A Redis that restarts (or is flushed) faster than any command fails: no origin sees an
+    // error, every liveness key is gone at once, and the first origin to sweep must not
+    // take the other for dead before it has said it is alive again.
+    let library = Library::new();
+    let redis = RedisServer::start();
+    // Origins started half a sweep apart, so that after the flush one of them sweeps while
+    // the other's liveness key is still missing.
+    let one = origin(&library.lib.library(), &redis);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let two = origin(&library.lib.library(), &redis);
+    // Past the first three heartbeats, in which an origin judges no other dead.
+    let judging = tokio::time::Instant::now() + std::time::Duration::from_millis(3500);
+    for server in [&one, &two] {
+        bus_up(server).await;
+    }
+    let mut a = Pumped::new(device(&one, "attic", "A").await.0);
+    let mut b = Pumped::new(device(&two, "attic", "B").await.0);
+    assert!(b.state_where(|s| devices(s).len() == 2).await.is_some());
+    a.send(json!({"type":"load","tracks":[library.tracks[0]],"play":false}))
+        .await;
+    assert!(
+        b.state_where(|s| s["track"] == library.tracks[0].as_str())
+            .await
+            .is_some()
+    );
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    tokio::time::sleep_until(judging).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // Four sweeps of each origin.
+    let seen_by_b = b.states_within(std::time::Duration::from_secs(2)).await;
+    assert_revisions_increase(&seen_by_b, "B");
+    for state in &seen_by_b {
+        assert_eq!(devices(state).len(), 2, "B saw a device leave: {state}");
+        assert_eq!(state["track"], library.tracks[0].as_str(), "{state}");
+    }
+    for server in [&one, &two] {
+        let metrics = get(server.url("/metrics")).await;
+        assert_eq!(
+            bus_events(&metrics, "reset"),
+            1,
+            "the lost keys noticed once: {metrics}"
+        );
+    }
+
+    // The session is stored again: a command on origin two reaches origin one.
+    b.send(json!({"type":"load","tracks":[library.tracks[1]],"play":false}))
+        .await;
+    let state = a
+        .state_where(|s| s["track"] == library.tracks[1].as_str())
+        .await
+        .unwrap_or_else(|| panic!("A never saw B's command\n{}", two.log_tail(20)));
+    assert_eq!(devices(&state).len(), 2, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_both_sides_of_an_outage_end_in_the_later_one_on_every_device() {
+    let library = Library::new();
+    let mut redis = RedisServer::start();
+    let [one, two] = fleet(&library, &redis).await;
+    let mut a = Pumped::new(device(&one, "porch", "A").await.0);
+    let mut b = Pumped::new(device(&two, "porch", "B").await.0);
+    assert!(b.state_where(|s| devices(s).len() == 2).await.is_some());
+
+    redis.stop();
+    for server in [&one, &two] {
+        poll_until(&server.url("/healthz"), "degraded", |b| {
+            b.contains("bus: local (redis unreachable")
+        })
+        .await;
+    }
+    // Each origin applies its own device's command alone; origin two's comes later.
+    let earlier = json!([library.tracks[1]]);
+    let later = json!([library.tracks[0], library.tracks[1]]);
+    a.send(json!({"type":"load","tracks":earlier,"play":false}))
+        .await;
+    assert!(a.state_where(|s| s["queue"] == earlier).await.is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    b.send(json!({"type":"load","tracks":later,"play":false}))
+        .await;
+    assert!(b.state_where(|s| s["queue"] == later).await.is_some());
+
+    redis.restart();
+    let seen_by_a = a.states_within(std::time::Duration::from_secs(3)).await;
+    let seen_by_b = b.states_within(std::time::Duration::from_millis(100)).await;
+    let last = seen_by_a
+        .last()
+        .unwrap_or_else(|| panic!("A saw nothing after Redis came back"));
+    assert_eq!(last["queue"], later, "the later change wins: {last}");
+    assert_eq!(devices(last).len(), 2, "{last}");
+    assert_revisions_increase(&seen_by_a, "A");
+    assert_revisions_increase(&seen_by_b, "B");
+    if let Some(b_last) = seen_by_b.last() {
+        assert_eq!(b_last["queue"], later, "{b_last}");
+    }
+    // Shared again: a command on origin one reaches origin two.
+    a.send(json!({"type":"volume","level":0.25})).await;
+    let state = b
+        .state_where(|s| s["volume"] == 0.25)
+        .await
+        .unwrap_or_else(|| panic!("B never saw A's command\n{}", one.log_tail(20)));
+    assert_eq!(state["queue"], later, "{state}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,18 @@ impl Pumped {
             .unwrap();
     }
 
+    /// Every `state` that arrives in the next `window`.
+    pub async fn states_within(&mut self, window: Duration) -> Vec<Value> {
+        let end = tokio::time::Instant::now() + window;
+        let mut states = Vec::new();
+        while let Ok(Some(message)) = tokio::time::timeout_at(end, self.rx.recv()).await {
+            if message["type"] == "state" {
+                states.push(message);
+            }
+        }
+        states
+    }
+
     /// The next `state` for which `wanted` holds, `None` after [`client::WAIT`].
     pub async fn state_where(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
         let wait = async {

@@ -240,15 +240,21 @@ impl RedisBus {
     }
 
     /// Says this origin is alive for three more heartbeats (also the connection's heartbeat:
-    /// the manager only reconnects when a command is sent).
-    pub async fn beat(&self) -> Result<(), BusError> {
+    /// the manager only reconnects when a command is sent). Returns whether the previous
+    /// beat's key was still there: `false` after the first beat means Redis lost its keys
+    /// (restarted or flushed), which a reconnect alone may not reveal.
+    pub async fn beat(&self) -> Result<bool, BusError> {
         let ttl_ms = u64::try_from(self.liveness_ttl.as_millis()).unwrap_or(u64::MAX);
-        let _: () = self
-            .manager
-            .clone()
-            .pset_ex(self.origin_key(&self.origin), 1, ttl_ms)
+        // SET … GET (Redis 6.2+): the write and the check in one command.
+        let previous: Option<String> = redis::cmd("SET")
+            .arg(self.origin_key(&self.origin))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("GET")
+            .query_async(&mut self.manager.clone())
             .await?;
-        Ok(())
+        Ok(previous.is_some())
     }
 
     /// Whether each of `origins` is alive (its liveness key exists).

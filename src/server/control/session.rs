@@ -181,6 +181,13 @@ impl Session {
         self.version = self.version.max(stored.unwrap_or(0)) + 1;
     }
 
+    /// Moves the revision past `seen` (and its own): after a Redis outage, copies that
+    /// diverged were shown with revisions of their own, and the copy that wins must reach
+    /// every device as a newer revision than any of them saw.
+    pub fn outrank(&mut self, seen: u64) {
+        self.revision = self.revision.max(seen) + 1;
+    }
+
     /// Adds a device (a state change), unless the session has [`MAX_DEVICES`] already.
     pub fn join(&mut self, member: Member) -> Result<(), ProtocolError> {
         if self.members.len() >= MAX_DEVICES {
@@ -306,7 +313,9 @@ impl Session {
     ) -> Result<bool, ProtocolError> {
         let applied = self.apply_command(sender, command, now);
         if applied.is_ok() {
-            self.changed = now;
+            // Forward along the session's history even if this origin's clock is behind the
+            // one that made the last change (recovery compares these).
+            self.changed = now.max(Stamp(self.changed.0.saturating_add(1)));
         }
         applied
     }

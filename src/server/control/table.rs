@@ -15,11 +15,12 @@
 //! a lost notice and removes the devices of origins that died.
 //!
 //! When Redis does not answer, the table degrades: the local copies become the truth for this
-//! origin's devices (one warning, `/healthz` says so), and when Redis answers again they are
-//! written back, with the devices other live origins hold kept.
+//! origin's devices (one warning, `/healthz` says so), and when Redis answers again each is
+//! reconciled with the stored copy: the later command wins, and the devices other live origins
+//! hold are kept (the rule is in `table_repair.rs`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ struct Local {
     shown: u64,
     /// The devices here: id -> (send queue, name).
     peers: HashMap<String, (Peer, String)>,
+    /// Changed here while Redis was down: `state` is not what Redis holds at its version,
+    /// and must be reconciled with the stored copy before the next write (see
+    /// [`SessionTable::reconcile`]).
+    diverged: bool,
 }
 
 /// What a change did.
@@ -82,6 +87,25 @@ pub struct SessionTable {
     judge_after: Mutex<Option<std::time::Instant>>,
     metrics: Arc<Metrics>,
     next_device: AtomicU64,
+    /// Whether this origin has said it is alive once already (so a missing liveness key
+    /// afterwards means Redis lost its keys).
+    beaten: AtomicBool,
+}
+
+impl Local {
+    /// Broadcasts the state to the devices here (but `joining`, which gets it after its
+    /// `welcome`) if its revision moved past the one they saw.
+    fn show(&mut self, joining: Option<&str>, now: Stamp) {
+        if self.state.revision() > self.shown || self.shown == 0 {
+            self.shown = self.state.revision();
+            let text = state_text(&self.state, now);
+            for (device, (peer, _)) in &self.peers {
+                if Some(device.as_str()) != joining {
+                    peer.send(text.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The state message of `session`, as text.
@@ -113,6 +137,7 @@ impl SessionTable {
             judge_after: Mutex::new(Some(std::time::Instant::now() + liveness)),
             metrics,
             next_device: AtomicU64::new(1),
+            beaten: AtomicBool::new(false),
         }
     }
 
@@ -267,6 +292,14 @@ impl SessionTable {
         let held = self.lock_for(id);
         let result = {
             let _order = held.lock().await;
+            // A copy changed during an outage is reconciled with Redis's before it is
+            // written again: its version says nothing about what Redis holds.
+            if self.is_diverged(id)
+                && let Some(bus) = self.live_bus()
+                && let Err(e) = self.reconcile_locked(bus, id).await
+            {
+                self.degrade(&e);
+            }
             self.update_locked(id, create, register, &mut change).await
         };
         self.release_lock(id, held);
@@ -344,7 +377,18 @@ impl SessionTable {
         change(&mut next)?;
         let need = next.prefetch_need();
         next.bump_version(None);
-        Ok(self.adopt(id, next, register, need, now))
+        let applied = self.adopt(id, next, register, need, now);
+        if self.bus.is_some()
+            && let Some(l) = lock(&self.local).get_mut(id)
+        {
+            l.diverged = true;
+        }
+        Ok(applied)
+    }
+
+    /// Whether session `id` was changed here while Redis was down and not reconciled yet.
+    fn is_diverged(&self, id: &str) -> bool {
+        lock(&self.local).get(id).is_some_and(|l| l.diverged)
     }
 
     /// Makes `session` the local state of `id` (registering a device first), broadcasts it if
@@ -366,6 +410,7 @@ impl SessionTable {
             state: session.clone(),
             shown: 0,
             peers: HashMap::new(),
+            diverged: false,
         });
         // A joining device gets its first state after its `welcome` (see `send_state`).
         let joining = register.map(|(device, peer)| {
@@ -376,15 +421,7 @@ impl SessionTable {
             return Applied::default();
         }
         entry.state = session;
-        if entry.state.revision() > entry.shown || entry.shown == 0 {
-            entry.shown = entry.state.revision();
-            let text = state_text(&entry.state, now);
-            for (device, (peer, _)) in &entry.peers {
-                if Some(device.as_str()) != joining {
-                    peer.send(text.clone());
-                }
-            }
-        }
+        entry.show(joining, now);
         Applied {
             prefetch: need.filter(|n| entry.peers.contains_key(&n.device)),
         }
@@ -428,9 +465,10 @@ impl SessionTable {
         };
         match bus.load(id).await.map(|stored| stored.session) {
             Ok(Some(session)) => {
+                // A diverged copy is reconciled (under the session's lock), not replaced.
                 let newer = lock(&self.local)
                     .get(id)
-                    .is_some_and(|l| session.version() > l.state.version());
+                    .is_some_and(|l| !l.diverged && session.version() > l.state.version());
                 if newer {
                     self.adopt(id, session, None, None, Stamp::now());
                 }

@@ -1,17 +1,27 @@
 //! The session table's heartbeat work ([`SessionTable::sweep`]): liveness, recovery after a
 //! Redis outage, repair of lost notices, removal of dead origins' devices.
+//!
+//! Recovery rule. Without an outage here, this origin's copy of a session is one Redis held,
+//! and versions order the history (every write moves the version past the stored one): the
+//! higher version is the session. A copy changed here while Redis was down (`diverged`) has
+//! a version that says nothing about Redis's, so it competes with the stored copy by its last
+//! command's time: the later change wins, and the winner is written with a revision past every
+//! one either side showed, so every device sees it as news.
 
-use super::super::bus::RedisBus;
+use std::sync::atomic::Ordering;
+
+use super::super::bus::{BusError, RedisBus};
 use super::super::lock;
 use super::super::protocol::{DeviceInfo, ProtocolError};
 use super::super::session::{Member, Session, Stamp};
 use super::SessionTable;
 
 impl SessionTable {
-    /// Every heartbeat: says this origin is alive, notices Redis coming back (and writes the
-    /// local sessions back), re-reads each local session (repairing lost notices), removes
-    /// the devices of dead origins and of connections gone from here, and keeps the sessions
-    /// from expiring. Without a bus, forgets parked sessions past their TTL.
+    /// Every half heartbeat: says this origin is alive, notices Redis coming back or having
+    /// lost its keys, reconciles each local session with the stored one (repairing lost
+    /// notices and outages), removes the devices of dead origins and of connections gone from
+    /// here, and keeps the sessions from expiring. Without a bus, forgets parked sessions past
+    /// their TTL.
     pub async fn sweep(&self) {
         let Some(bus) = &self.bus else {
             let now = Stamp::now();
@@ -19,21 +29,36 @@ impl SessionTable {
             lock(&self.parked).retain(|_, (_, since)| *since + ttl > now);
             return;
         };
-        if let Err(e) = bus.beat().await {
-            self.degrade(&e);
-            return;
-        }
+        let kept = match bus.beat().await {
+            Ok(kept) => kept,
+            Err(e) => return self.degrade(&e),
+        };
+        let first = !self.beaten.swap(true, Ordering::Relaxed);
         let was_down = lock(&self.down).take();
-        if let Some(reason) = was_down {
+        if let Some(reason) = &was_down {
             tracing::info!(after = %reason, "bus: Redis answers again; control sessions are shared again");
             self.metrics.set_bus_up(true);
             self.metrics.bus_event("recovered");
+        } else if !kept && !first {
+            // Redis restarted (or was flushed) between two beats, too fast for a command to
+            // fail here: every origin's liveness key is gone with it, and the sessions too.
+            tracing::info!(
+                "bus: Redis lost its keys (restarted or flushed); sessions are written back"
+            );
+            self.metrics.bus_event("reset");
+        }
+        if was_down.is_some() || (!kept && !first) {
+            // No origin is judged dead until each had time to say it is alive again.
             self.hold_judgement();
             if let Err(e) = bus.subscribe().await {
-                self.degrade(&e);
-                return;
+                return self.degrade(&e);
             }
         }
+        let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
+        for id in ids {
+            self.reconcile(bus, &id).await;
+        }
+        // Leaves of sessions with no device here any more, made while Redis was down.
         let leaves = std::mem::take(&mut *lock(&self.pending_leaves));
         for (id, device) in leaves {
             let now = Stamp::now();
@@ -51,77 +76,60 @@ impl SessionTable {
                 );
             }
         }
-        let ids: Vec<String> = lock(&self.local).keys().cloned().collect();
-        for id in ids {
-            self.sweep_one(bus, &id).await;
+    }
+
+    /// [`SessionTable::reconcile_locked`] under the session's lock, then keeps it from
+    /// expiring.
+    async fn reconcile(&self, bus: &RedisBus, id: &str) {
+        let held = self.lock_for(id);
+        let result = {
+            let _order = held.lock().await;
+            self.reconcile_locked(bus, id).await
+        };
+        self.release_lock(id, held);
+        match result {
+            Ok(()) => {
+                if let Err(e) = bus.touch(id).await {
+                    self.degrade(&e);
+                }
+            }
+            Err(e) => self.degrade(&e),
         }
     }
 
-    async fn sweep_one(&self, bus: &RedisBus, id: &str) {
-        let stored = match bus.load(id).await {
-            Ok(stored) => stored.session,
-            Err(e) => return self.degrade(&e),
-        };
-        let Some((mine, here)) = lock(&self.local).get(id).map(|l| {
+    /// Makes this origin's copy of `id` and Redis's one session again (see the module doc),
+    /// with the devices of dead origins removed and this origin's devices exactly its
+    /// connections. The caller holds the session's lock.
+    pub(super) async fn reconcile_locked(&self, bus: &RedisBus, id: &str) -> Result<(), BusError> {
+        let stored = bus.load(id).await?;
+        let Some((mine, here, shown, diverged)) = lock(&self.local).get(id).map(|l| {
             let here: Vec<(String, String)> = l
                 .peers
                 .iter()
                 .map(|(d, (_, name))| (d.clone(), name.clone()))
                 .collect();
-            (l.state.clone(), here)
+            (l.state.clone(), here, l.shown, l.diverged)
         }) else {
-            return;
+            return Ok(());
         };
-        let base = match stored {
-            // A stored copy with an older last change than this origin's (another origin
-            // wrote its copy back first after an outage) is replaced: the later change wins.
-            Some(stored)
-                if stored.version() >= mine.version() && stored.changed() >= mine.changed() =>
-            {
-                if stored.version() > mine.version() {
-                    self.metrics.bus_event("repaired");
-                    self.adopt(id, stored.clone(), None, None, Stamp::now());
-                }
-                Some(stored)
+        // `None`: lost (Redis restarted), expired, refused, or older than this origin's
+        // copy, which is written back.
+        let winner = stored.session.clone().filter(|s| {
+            if diverged {
+                s.changed() >= mine.changed()
+            } else {
+                s.version() >= mine.version()
             }
-            // Lost (Redis restarted), expired, refused, or older than what this origin applied
-            // while Redis was down: this origin's copy is written back.
-            _ => None,
-        };
-        let origins: Vec<String> = {
-            let state = base.as_ref().unwrap_or(&mine);
-            let mut o: Vec<String> = state
-                .members()
-                .iter()
-                .map(|m| m.origin.clone())
-                .filter(|o| *o != self.origin)
-                .collect();
-            o.sort();
-            o.dedup();
-            o
-        };
-        let origins = if self.may_judge() {
-            origins
-        } else {
-            Vec::new()
-        };
-        let dead: Vec<String> = match bus.alive(&origins).await {
-            Ok(alive) => origins
-                .into_iter()
-                .zip(alive)
-                .filter(|(_, a)| !a)
-                .map(|(o, _)| o)
-                .collect(),
-            Err(e) => return self.degrade(&e),
-        };
+        });
+        let dead = self
+            .dead_origins(bus, winner.as_ref().unwrap_or(&mine))
+            .await?;
         let origin = self.origin.clone();
         let now = Stamp::now();
-        let rewrite = base.is_none();
         let fix = |s: &mut Session| {
             for o in &dead {
                 s.leave_origin(o, now);
             }
-            // This origin's devices are exactly its connections.
             let gone: Vec<String> = s
                 .members()
                 .iter()
@@ -133,62 +141,97 @@ impl SessionTable {
             }
             for (device, name) in &here {
                 if !s.members().iter().any(|m| m.info.id == *device) {
-                    s.join(Member {
+                    // A session that filled up with other origins' devices during an outage
+                    // keeps this one connected but unlisted until a place frees up.
+                    let _ = s.join(Member {
                         info: DeviceInfo {
                             id: device.clone(),
                             name: name.clone(),
                         },
                         origin: origin.clone(),
-                    })?;
+                    });
                 }
             }
-            Ok(())
         };
-        if rewrite {
-            self.rewrite(bus, id, mine, fix).await;
-        } else if let Err(e) = self.update(id, false, None, fix).await {
+        let Some(winner) = winner else {
+            let mut next = mine;
+            fix(&mut next);
+            next.outrank(shown.max(stored.session.as_ref().map_or(0, Session::revision)));
+            next.bump_version(stored.version);
+            if bus.store(stored.version, &next, None).await? {
+                self.metrics.bus_event("rewritten");
+                if let Some(l) = lock(&self.local).get_mut(id) {
+                    l.state = next;
+                    l.diverged = false;
+                    l.show(None, now);
+                }
+            } else {
+                // Written in between: the next sweep compares again.
+                self.metrics.bus_event("conflict");
+            }
+            return Ok(());
+        };
+        let result = if diverged {
+            // What the devices here saw during the outage gives way to the stored copy,
+            // shown to them as a newer revision.
+            if let Some(l) = lock(&self.local).get_mut(id) {
+                l.state = winner;
+                l.diverged = false;
+            }
+            self.metrics.bus_event("repaired");
+            let mut outranked = |s: &mut Session| {
+                fix(s);
+                s.outrank(shown);
+                Ok(())
+            };
+            self.update_locked(id, false, None, &mut outranked).await
+        } else {
+            if winner.version() > mine.version() {
+                // A notice was lost.
+                self.metrics.bus_event("repaired");
+                self.adopt(id, winner, None, None, now);
+            }
+            let mut fixed = |s: &mut Session| {
+                fix(s);
+                Ok::<(), ProtocolError>(())
+            };
+            self.update_locked(id, false, None, &mut fixed).await
+        };
+        if let Err(e) = result {
             tracing::debug!(
                 session = id,
                 error = e.message,
                 "bus: sweep change not stored"
             );
-        }
-        if let Err(e) = bus.touch(id).await {
-            self.degrade(&e);
-        }
-    }
-
-    /// Writes this origin's copy of `id` back over whatever is stored (after an outage or a
-    /// loss), with `fix` applied.
-    async fn rewrite(
-        &self,
-        bus: &RedisBus,
-        id: &str,
-        mut mine: Session,
-        mut fix: impl FnMut(&mut Session) -> Result<(), ProtocolError> + Send,
-    ) {
-        let held = self.lock_for(id);
-        {
-            let _order = held.lock().await;
-            let stored = bus.version(id).await;
-            match stored {
-                Ok(expected) => {
-                    if fix(&mut mine).is_ok() {
-                        mine.bump_version(expected);
-                        match bus.store(expected, &mine, None).await {
-                            Ok(true) => {
-                                self.metrics.bus_event("rewritten");
-                                self.adopt(id, mine, None, None, Stamp::now());
-                            }
-                            Ok(false) => self.metrics.bus_event("conflict"),
-                            Err(e) => self.degrade(&e),
-                        }
-                    }
-                }
-                Err(e) => self.degrade(&e),
+            if diverged && let Some(l) = lock(&self.local).get_mut(id) {
+                // Compared again on the next sweep.
+                l.diverged = true;
             }
         }
-        self.release_lock(id, held);
+        Ok(())
+    }
+
+    /// The origins holding devices of `state` whose liveness key expired (none while
+    /// judgement is held).
+    async fn dead_origins(&self, bus: &RedisBus, state: &Session) -> Result<Vec<String>, BusError> {
+        if !self.may_judge() {
+            return Ok(Vec::new());
+        }
+        let mut origins: Vec<String> = state
+            .members()
+            .iter()
+            .map(|m| m.origin.clone())
+            .filter(|o| *o != self.origin)
+            .collect();
+        origins.sort();
+        origins.dedup();
+        let alive = bus.alive(&origins).await?;
+        Ok(origins
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, a)| !a)
+            .map(|(o, _)| o)
+            .collect())
     }
 
     /// Marks the bus as possibly having lost messages and keys (a reconnect): the next sweep
