@@ -1,7 +1,9 @@
 //! Real players' CMCD (CTA-5004) against a real `segue serve`: hls.js with `cmcd: {}` and
-//! dash.js with `streaming.cmcd.enabled` play a generated track in Debian's headless Chromium
-//! (`tests/peers/cmcd_players.mjs`); `/metrics` then counts every CMCD request they sent as
-//! valid, one session per player, and their buffer-length and throughput observations.
+//! dash.js with `streaming.cmcd.enabled` (both in query mode), and shaka-player in header mode
+//! (`CMCD-*` request headers, through a CORS preflight), play a generated track in Debian's
+//! headless Chromium (`tests/peers/cmcd_players.mjs`); `/metrics` then counts every CMCD
+//! request they sent as valid under its transmission, one session per player, and their
+//! buffer-length and throughput observations.
 //! Needs node, `npm ci` in tests/peers and the `chromium` package (`.ci/run` installs them).
 
 mod common;
@@ -19,8 +21,8 @@ const TRACK_SECONDS: f64 = 10.0;
 const PLAY_SECONDS: &str = "2";
 /// Each player's own deadline inside the node script, in milliseconds.
 const CASE_TIMEOUT_MS: &str = "20000";
-/// The whole node run (two cases, browser start and stop).
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+/// The whole node run (three cases, browser start and stop).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// The value of the sample `series` (exact name and labels) in a metrics exposition.
 fn metric(text: &str, series: &str) -> f64 {
@@ -48,7 +50,7 @@ fn has_integer(payload: &str, key: &str) -> bool {
 }
 
 #[test]
-fn hls_js_and_dash_js_cmcd_is_counted_by_the_origin() {
+fn hls_js_dash_js_and_shaka_cmcd_is_counted_by_the_origin() {
     require_browser_peers();
     let library = Library::generated(TRACK_SECONDS);
     let server = Server::start(&library.root(), &[]);
@@ -64,9 +66,9 @@ fn hls_js_and_dash_js_cmcd_is_counted_by_the_origin() {
         RUN_LIMIT,
     );
     let cases = summary["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 2, "{summary}");
+    assert_eq!(cases.len(), 3, "{summary}");
     let mut sids = BTreeSet::new();
-    let (mut answered, mut with_bl, mut with_mtp) = (0.0, 0.0, 0.0);
+    let (mut by_query, mut by_headers, mut with_bl, mut with_mtp) = (0.0, 0.0, 0.0, 0.0);
     for case in cases {
         let player = case["player"].as_str().unwrap_or_default();
         assert_eq!(case["errors"], serde_json::json!([]), "{player}: {case}");
@@ -81,7 +83,13 @@ fn hls_js_and_dash_js_cmcd_is_counted_by_the_origin() {
             else {
                 continue;
             };
-            answered += 1.0;
+            let wanted = if player == "shaka" { "header" } else { "query" };
+            assert_eq!(request["transmission"], wanted, "{player}: {request}");
+            if player == "shaka" {
+                by_headers += 1.0;
+            } else {
+                by_query += 1.0;
+            }
             with_bl += f64::from(u8::from(has_integer(payload, "bl")));
             with_mtp += f64::from(u8::from(has_integer(payload, "mtp")));
             if let Some(sid) = string_key(payload, "sid") {
@@ -91,17 +99,23 @@ fn hls_js_and_dash_js_cmcd_is_counted_by_the_origin() {
         assert_eq!(player_sids.len(), 1, "{player}: one session id: {case}");
         sids.extend(player_sids);
     }
-    assert_eq!(sids.len(), 2, "a session per player: {sids:?}");
+    assert_eq!(sids.len(), 3, "a session per player: {sids:?}");
+    assert!(by_headers >= 1.0, "shaka sent no CMCD header: {summary}");
     assert!(with_bl >= 1.0, "no request carried bl: {summary}");
     let resp = http_get(&server.url("/metrics"), &[]);
     let text = resp.text();
-    let valid = r#"segue_cmcd_requests_total{transmission="query",outcome="valid"}"#;
-    let invalid = r#"segue_cmcd_requests_total{transmission="query",outcome="invalid"}"#;
-    assert!(
-        metric(&text, valid) >= answered,
-        "{answered} answered:\n{text}"
-    );
-    assert_eq!(metric(&text, invalid), 0.0, "{text}");
+    for (transmission, answered) in [("query", by_query), ("headers", by_headers)] {
+        let series = |outcome: &str| {
+            format!(
+                r#"segue_cmcd_requests_total{{transmission="{transmission}",outcome="{outcome}"}}"#
+            )
+        };
+        assert!(
+            metric(&text, &series("valid")) >= answered,
+            "{answered} answered by {transmission}:\n{text}"
+        );
+        assert_eq!(metric(&text, &series("invalid")), 0.0, "{text}");
+    }
     assert_eq!(
         metric(&text, "segue_cmcd_sessions"),
         sids.len() as f64,

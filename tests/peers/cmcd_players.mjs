@@ -1,14 +1,19 @@
-// Plays a segue track in hls.js (HLS) and dash.js (DASH) with their CMCD (CTA-5004) reporting
-// on, in Debian's headless Chromium, and prints a JSON summary on stdout for
-// tests/peer_cmcd.rs: per player, how far playback got, the errors, and every request to segue
-// with its status and its decoded `CMCD` query argument.
+// Plays a segue track in hls.js (HLS), dash.js (DASH) and shaka-player (DASH) with their CMCD
+// (CTA-5004) reporting on, in Debian's headless Chromium, and prints a JSON summary on stdout
+// for tests/peer_cmcd.rs: per player, how far playback got, the errors, and every request to
+// segue with its status, how it carried CMCD (`query` or `header`) and the CMCD data (the
+// decoded `CMCD` query argument, or the four `CMCD-*` headers joined by commas).
 //
 // The players are configured as an application would turn CMCD on: hls.js with `cmcd: {}`
 // (its own session id, query mode), dash.js with `streaming.cmcd.enabled` (query mode, its
-// default). The page and the libraries come from a static server on another 127.0.0.1 port,
-// so every request to segue is a CORS request, as in players.mjs.
+// default), shaka with `cmcd: {enabled: true, useHeaders: true}` (header mode: each request is
+// a CORS request with custom headers, so it needs segue's preflight answer). The page and the
+// libraries come from a static server on another 127.0.0.1 port, so every request to segue is
+// a CORS request, as in players.mjs.
 //
 // Usage: node cmcd_players.mjs --hls URL --dash URL [--play-s N] [--case-timeout-ms N]
+
+const CMCD_HEADERS = ['cmcd-request', 'cmcd-object', 'cmcd-status', 'cmcd-session'];
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -32,7 +37,7 @@ const caseTimeoutMs = Number(opt['case-timeout-ms']);
 setTimeout(() => {
   process.stderr.write('cmcd_players.mjs: run deadline passed\n');
   process.exit(3);
-}, caseTimeoutMs * 2 + 30000).unref();
+}, caseTimeoutMs * 3 + 30000).unref();
 
 const PAGE = `<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"></head>
 <body><audio id="media" preload="auto"></audio><script>
@@ -64,11 +69,20 @@ const PAGE = `<!doctype html><html><head><meta charset="utf-8"><link rel="icon" 
       p.on(dashjs.MediaPlayer.events.ERROR, (e) => fail('dash.js', JSON.stringify(e.error || e)));
       p.initialize(media, params.get('src'), true);
     },
+    shaka: async () => {
+      shaka.polyfill.installAll();
+      const p = new shaka.Player();
+      p.addEventListener('error', (e) => fail('shaka', JSON.stringify(e.detail)));
+      p.configure({ cmcd: { enabled: true, useHeaders: true }, streaming: { bufferingGoal: 8 } });
+      await p.attach(media);
+      await p.load(params.get('src'));
+      media.play().catch((e) => fail('play', e));
+    },
   };
   const player = params.get('player');
   const script = document.createElement('script');
-  script.src = { 'hls.js': '/lib/hls.js', 'dash.js': '/lib/dash.js' }[player];
-  script.onload = () => { try { starters[player](); } catch (e) { fail('start', e); } };
+  script.src = { 'hls.js': '/lib/hls.js', 'dash.js': '/lib/dash.js', shaka: '/lib/shaka.js' }[player];
+  script.onload = () => Promise.resolve().then(() => starters[player]()).catch((e) => fail('start', e));
   script.onerror = () => fail('page', 'cannot load ' + script.src);
   document.head.appendChild(script);
 </script></body></html>`;
@@ -86,8 +100,13 @@ async function runCase(browser, origin, player, src) {
   const segue = new URL(src).origin;
   page.on('request', (r) => {
     const url = new URL(r.url());
-    if (url.origin !== segue) return;
-    result.requests.push({ url: r.url(), cmcd: url.searchParams.get('CMCD'), status: null });
+    if (url.origin !== segue || r.method() === 'OPTIONS') return;
+    const headers = r.headers();
+    const sent = CMCD_HEADERS.map((h) => headers[h]).filter((v) => v);
+    const query = url.searchParams.get('CMCD');
+    const [transmission, cmcd] =
+      query !== null ? ['query', query] : sent.length ? ['header', sent.join(',')] : [null, null];
+    result.requests.push({ url: r.url(), transmission, cmcd, status: null });
   });
   page.on('response', (resp) => {
     const entry = result.requests.findLast((q) => q.url === resp.url() && q.status === null);
@@ -118,6 +137,7 @@ function startPageServer() {
     '/cmcd.html': [() => PAGE, 'text/html; charset=utf-8'],
     '/lib/hls.js': [() => readFileSync(join(here, 'node_modules/hls.js/dist/hls.min.js')), 'text/javascript'],
     '/lib/dash.js': [() => readFileSync(join(here, 'node_modules/dashjs/dist/modern/umd/dash.all.min.js')), 'text/javascript'],
+    '/lib/shaka.js': [() => readFileSync(join(here, 'node_modules/shaka-player/dist/shaka-player.compiled.js')), 'text/javascript'],
   };
   const server = createServer((req, res) => {
     const file = files[new URL(req.url, 'http://x').pathname];
@@ -137,6 +157,7 @@ const cases = [];
 try {
   cases.push(await runCase(browser, origin, 'hls.js', opt.hls));
   cases.push(await runCase(browser, origin, 'dash.js', opt.dash));
+  cases.push(await runCase(browser, origin, 'shaka', opt.dash));
 } finally {
   await browser.close();
   server.close();

@@ -121,6 +121,11 @@ impl SessionTable {
                 s.version() >= mine.version()
             }
         });
+        if stored.version.is_none() {
+            // A session with devices here is touched every sweep: Redis lost its keys since
+            // this origin's beat, the other origins' liveness keys with them.
+            self.hold_judgement();
+        }
         let dead = self
             .dead_origins(bus, winner.as_ref().unwrap_or(&mine))
             .await?;
