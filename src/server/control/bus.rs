@@ -257,17 +257,24 @@ impl RedisBus {
         Ok(previous.is_some())
     }
 
-    /// Whether each of `origins` is alive (its liveness key exists).
-    pub async fn alive(&self, origins: &[String]) -> Result<Vec<bool>, BusError> {
+    /// Whether each of `origins` is alive (its liveness key exists); `None` when this
+    /// origin's own key is gone too. It was written by this sweep's beat, so Redis lost its
+    /// keys since (a restart or a flush) and a missing key proves nothing. Checked last, so
+    /// that a loss at any point before it is seen.
+    pub async fn alive(&self, origins: &[String]) -> Result<Option<Vec<bool>>, BusError> {
         if origins.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let mut pipe = redis::pipe();
         for origin in origins {
             pipe.exists(self.origin_key(origin));
         }
-        let alive: Vec<bool> = pipe.query_async(&mut self.manager.clone()).await?;
-        Ok(alive)
+        pipe.exists(self.origin_key(&self.origin));
+        let mut alive: Vec<bool> = pipe.query_async(&mut self.manager.clone()).await?;
+        Ok(match alive.pop() {
+            Some(true) => Some(alive),
+            _ => None,
+        })
     }
 
     /// Subscribes to the event channel (again after an outage: a subscription that failed is

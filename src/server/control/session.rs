@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 pub use super::stamp::Stamp;
 
+#[path = "session_fleet.rs"]
+mod fleet;
+
 use super::protocol::{DeviceInfo, MAX_NAME, MAX_QUEUE, ProtocolError, SessionState};
 
 /// A `previous` later than this into a track restarts it instead.
@@ -181,13 +184,6 @@ impl Session {
         self.version = self.version.max(stored.unwrap_or(0)) + 1;
     }
 
-    /// Moves the revision past `seen` (and its own): after a Redis outage, copies that
-    /// diverged were shown with revisions of their own, and the copy that wins must reach
-    /// every device as a newer revision than any of them saw.
-    pub fn outrank(&mut self, seen: u64) {
-        self.revision = self.revision.max(seen) + 1;
-    }
-
     /// Adds a device (a state change), unless the session has [`MAX_DEVICES`] already.
     pub fn join(&mut self, member: Member) -> Result<(), ProtocolError> {
         if self.members.len() >= MAX_DEVICES {
@@ -199,22 +195,6 @@ impl Session {
         self.members.push(member);
         self.revision += 1;
         Ok(())
-    }
-
-    /// Removes every device of `origin` (an origin that died: its sockets are gone), as if
-    /// each had left. Returns whether any was a member.
-    pub fn leave_origin(&mut self, origin: &str, now: Stamp) -> bool {
-        let gone: Vec<String> = self
-            .members
-            .iter()
-            .filter(|m| m.origin == origin)
-            .map(|m| m.info.id.clone())
-            .collect();
-        let mut changed = false;
-        for device in gone {
-            changed |= self.leave(&device, now);
-        }
-        changed
     }
 
     /// Checks the invariants a session read from the bus must hold (the bus is another

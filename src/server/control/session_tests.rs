@@ -242,3 +242,35 @@ fn a_stored_session_round_trips_and_bad_ones_fail_the_check() {
     bad.position = f64::NAN;
     assert!(bad.check("s").is_err());
 }
+
+#[test]
+fn a_winning_copy_takes_other_origins_devices_from_the_stored_one() {
+    let now = Stamp(1_000);
+    let on = |id: &str, origin: &str| Member {
+        origin: origin.into(),
+        ..member(id)
+    };
+    // Ours (o1) missed o2's join of "c" and still lists "x", which left o2 meanwhile.
+    let mut mine = Session::new("s".into(), now);
+    mine.join(on("a", "o1")).unwrap();
+    mine.join(on("x", "o2")).unwrap();
+    let mut stored = Session::new("s".into(), now);
+    stored.join(on("b", "o1")).unwrap();
+    stored.join(on("c", "o2")).unwrap();
+    mine.take_devices_of_others(&stored, "o1", now);
+    let ids: Vec<&str> = mine.members().iter().map(|m| m.info.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["a", "c"],
+        "o1's own devices kept, o2's taken from the stored copy"
+    );
+}
+
+#[test]
+fn changed_moves_forward_even_when_this_clock_is_behind() {
+    let mut s = session(Stamp(10_000));
+    s.apply("a", load(2), Stamp(10_000)).unwrap();
+    // A command from an origin whose clock is 5 s behind still comes later in the history.
+    s.apply("a", Command::Pause, Stamp(5_000)).unwrap();
+    assert!(s.changed() > Stamp(10_000));
+}

@@ -93,6 +93,15 @@ pub struct SessionTable {
 }
 
 impl Local {
+    /// Whether `session` lists exactly the devices connected here as this origin's.
+    fn lists_own_devices(&self, session: &Session, origin: &str) -> bool {
+        let listed = session.members().iter().filter(|m| m.origin == origin);
+        listed.clone().count() == self.peers.len()
+            && listed
+                .into_iter()
+                .all(|m| self.peers.contains_key(&m.info.id))
+    }
+
     /// Broadcasts the state to the devices here (but `joining`, which gets it after its
     /// `welcome`) if its revision moved past the one they saw.
     fn show(&mut self, joining: Option<&str>, now: Stamp) {
@@ -440,45 +449,6 @@ impl SessionTable {
             && let Some((peer, _)) = l.peers.get(device)
         {
             peer.send(state_text(&l.state, Stamp::now()));
-        }
-    }
-
-    /// A notice that session `id` was stored at `version` by another origin: re-read it if it
-    /// is one of ours and newer. Returns the prefetch to deliver here, if any.
-    pub async fn on_notice(
-        &self,
-        id: &str,
-        version: u64,
-        prefetch: Option<PrefetchNeed>,
-    ) -> Option<PrefetchNeed> {
-        let known = lock(&self.local).get(id).map(|l| l.state.version())?;
-        if version > known {
-            self.refresh(id).await;
-        }
-        prefetch.filter(|n| self.peer(id, &n.device).is_some())
-    }
-
-    /// Re-reads session `id` from the bus and adopts it if newer; `true` if it was.
-    async fn refresh(&self, id: &str) -> bool {
-        let Some(bus) = self.live_bus() else {
-            return false;
-        };
-        match bus.load(id).await.map(|stored| stored.session) {
-            Ok(Some(session)) => {
-                // A diverged copy is reconciled (under the session's lock), not replaced.
-                let newer = lock(&self.local)
-                    .get(id)
-                    .is_some_and(|l| !l.diverged && session.version() > l.state.version());
-                if newer {
-                    self.adopt(id, session, None, None, Stamp::now());
-                }
-                newer
-            }
-            Ok(None) => false,
-            Err(e) => {
-                self.degrade(&e);
-                false
-            }
         }
     }
 

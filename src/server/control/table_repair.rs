@@ -1,5 +1,6 @@
-//! The session table's heartbeat work ([`SessionTable::sweep`]): liveness, recovery after a
-//! Redis outage, repair of lost notices, removal of dead origins' devices.
+//! The session table's work with other origins: their notices ([`SessionTable::on_notice`]),
+//! and the heartbeat ([`SessionTable::sweep`]): liveness, recovery after a Redis outage, repair
+//! of lost notices, removal of dead origins' devices.
 //!
 //! Recovery rule. Without an outage here, this origin's copy of a session is one Redis held,
 //! and versions order the history (every write moves the version past the stored one): the
@@ -13,7 +14,7 @@ use std::sync::atomic::Ordering;
 use super::super::bus::{BusError, RedisBus};
 use super::super::lock;
 use super::super::protocol::{DeviceInfo, ProtocolError};
-use super::super::session::{Member, Session, Stamp};
+use super::super::session::{Member, PrefetchNeed, Session, Stamp};
 use super::SessionTable;
 
 impl SessionTable {
@@ -78,9 +79,61 @@ impl SessionTable {
         }
     }
 
+    /// A notice that session `id` was stored at `version` by another origin: re-read it if it
+    /// is one of ours and newer. Returns the prefetch to deliver here, if any.
+    pub async fn on_notice(
+        &self,
+        id: &str,
+        version: u64,
+        prefetch: Option<PrefetchNeed>,
+    ) -> Option<PrefetchNeed> {
+        let known = lock(&self.local).get(id).map(|l| l.state.version())?;
+        if version > known {
+            self.refresh(id).await;
+        }
+        prefetch.filter(|n| self.peer(id, &n.device).is_some())
+    }
+
+    /// Re-reads session `id` from the bus and adopts it if newer; `true` if it was.
+    async fn refresh(&self, id: &str) -> bool {
+        let Some(bus) = self.live_bus() else {
+            return false;
+        };
+        match bus.load(id).await.map(|stored| stored.session) {
+            Ok(Some(session)) => {
+                // A diverged copy, or one that does not list this origin's devices as they
+                // are (another origin wrote back its copy after an outage), is reconciled
+                // under the session's lock rather than shown as it is.
+                let verdict = lock(&self.local).get(id).map(|l| {
+                    let newer = session.version() > l.state.version();
+                    (
+                        newer,
+                        !l.diverged && l.lists_own_devices(&session, &self.origin),
+                    )
+                });
+                match verdict {
+                    Some((true, true)) => {
+                        self.adopt(id, session, None, None, Stamp::now());
+                        true
+                    }
+                    Some((true, false)) => {
+                        self.reconcile(bus, id).await;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.degrade(&e);
+                false
+            }
+        }
+    }
+
     /// [`SessionTable::reconcile_locked`] under the session's lock, then keeps it from
     /// expiring.
-    async fn reconcile(&self, bus: &RedisBus, id: &str) {
+    pub(super) async fn reconcile(&self, bus: &RedisBus, id: &str) {
         let held = self.lock_for(id);
         let result = {
             let _order = held.lock().await;
@@ -160,6 +213,9 @@ impl SessionTable {
         };
         let Some(winner) = winner else {
             let mut next = mine;
+            if let Some(stored) = &stored.session {
+                next.take_devices_of_others(stored, &origin, now);
+            }
             fix(&mut next);
             next.outrank(shown.max(stored.session.as_ref().map_or(0, Session::revision)));
             next.bump_version(stored.version);
@@ -192,15 +248,23 @@ impl SessionTable {
             self.update_locked(id, false, None, &mut outranked).await
         } else {
             if winner.version() > mine.version() {
-                // A notice was lost.
+                // A notice was lost, or the stored copy needs this origin's devices fixed:
+                // shown once fixed, so that no device sees its own session without it.
                 self.metrics.bus_event("repaired");
-                self.adopt(id, winner, None, None, now);
+                if let Some(l) = lock(&self.local).get_mut(id) {
+                    l.state = winner;
+                }
             }
             let mut fixed = |s: &mut Session| {
                 fix(s);
                 Ok::<(), ProtocolError>(())
             };
-            self.update_locked(id, false, None, &mut fixed).await
+            let result = self.update_locked(id, false, None, &mut fixed).await;
+            // Nothing to fix: nothing stored, so nothing shown yet.
+            if let Some(l) = lock(&self.local).get_mut(id) {
+                l.show(None, now);
+            }
+            result
         };
         if let Err(e) = result {
             tracing::debug!(
@@ -230,7 +294,10 @@ impl SessionTable {
             .collect();
         origins.sort();
         origins.dedup();
-        let alive = bus.alive(&origins).await?;
+        let Some(alive) = bus.alive(&origins).await? else {
+            self.hold_judgement();
+            return Ok(Vec::new());
+        };
         Ok(origins
             .into_iter()
             .zip(alive)
