@@ -396,6 +396,43 @@ async fn a_client_that_never_reads_is_dropped_and_holds_up_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_commands_is_answered_in_full_however_short_the_send_queue() {
+    // The queue holds 4 messages: a burst of 200 commands sent without reading replies must
+    // still be answered one state each, as the server writes each reply before it reads on.
+    let (_, _, server) = two_tracks(|c| {
+        let mut c = c.with_control(&[], 15, 1000).unwrap();
+        c.control.send_queue = 4;
+        c
+    })
+    .await;
+    let mut a = open(server.addr, &[]).await.unwrap();
+    hello(&mut a, "burst", "Burst").await;
+    next_of(&mut a, "state").await;
+    const COMMANDS: u32 = 200;
+    for i in 1..=COMMANDS {
+        let level = f64::from(i) / f64::from(COMMANDS);
+        let text = json!({"type":"volume","level":level}).to_string();
+        a.send(Message::text(text)).await.unwrap();
+    }
+    let mut seen = 0;
+    let last = loop {
+        let state = next_of(&mut a, "state").await;
+        seen += 1;
+        if state["volume"] == 1.0 {
+            break state;
+        }
+    };
+    assert!(seen >= COMMANDS, "{seen} states for {COMMANDS} commands");
+    let text = String::from_utf8(server.get("/metrics", &[]).await.body).unwrap();
+    assert_eq!(metric(&text, "segue_control_connections"), 1.0, "{text}");
+    assert!(
+        last["revision"].as_u64() >= Some(u64::from(COMMANDS)),
+        "{last}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_close_gets_the_close_reply() {
     let (_, _, server) = two_tracks(|c| c).await;
     let mut a = open(server.addr, &[]).await.unwrap();

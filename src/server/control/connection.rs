@@ -6,6 +6,11 @@
 //! silent for three heartbeats is dropped) and the next frame from the client. A frame over the
 //! size limit closes with 1009; everything else that is wrong with a message is answered with an
 //! `error` and the connection lives on. Commands pass a token bucket first.
+//!
+//! The queue is the client's to drain, not the server's to neglect: queued messages are written
+//! before the next frame is read, and go on being written while a command waits (on Redis, say).
+//! Otherwise a client that sends a burst of commands to a busy session would see its own
+//! replies and the other devices' changes pile up unwritten and be dropped as a non-reader.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,11 +124,7 @@ fn is_too_big(error: axum::Error) -> bool {
 
 impl Connection {
     /// The connection's loop; returns the close frame to send, if any.
-    async fn drive(
-        &mut self,
-        socket: &mut WebSocket,
-        inbox: &mut PeerInbox,
-    ) -> Option<(u16, &'static str)> {
+    async fn drive(&mut self, socket: &mut WebSocket, inbox: &mut PeerInbox) -> Ending {
         let heartbeat = self.hub.config().heartbeat;
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -134,6 +135,8 @@ impl Connection {
         }
         loop {
             tokio::select! {
+                // In this order: what is queued goes out before the next frame is read.
+                biased;
                 changed = shutdown.changed() => {
                     let down = changed.is_err() || *shutdown.borrow_and_update();
                     if down {
@@ -145,18 +148,8 @@ impl Connection {
                     return Some((close_code::POLICY, "send queue full"));
                 }
                 Some(text) = inbox.queue.recv() => {
-                    // A socket that does not drain blocks this write; the queue meanwhile
-                    // overflows, which ends the wait at once rather than at the deadline.
-                    tokio::select! {
-                        written = write(socket, Message::Text(text), heartbeat) => {
-                            if !written {
-                                return None;
-                            }
-                        }
-                        () = inbox.overflow.notified() => {
-                            tracing::info!(peer = self.peer.id(), "control: closing a client that does not read");
-                            return Some((close_code::POLICY, "send queue full"));
-                        }
+                    if let Err(close) = deliver(socket, inbox, text, heartbeat, self.peer.id()).await {
+                        return close;
                     }
                 }
                 _ = ticker.tick() => {
@@ -181,7 +174,13 @@ impl Connection {
                         self.state.metrics().control_message();
                     }
                     match message {
-                        Message::Text(text) => self.on_text(&text).await,
+                        Message::Text(text) => {
+                            let peer = self.peer.id();
+                            let command = self.on_text(&text);
+                            if let Err(close) = drain_while(socket, inbox, heartbeat, peer, command).await {
+                                return close;
+                            }
+                        }
                         Message::Binary(_) => self.on_binary(),
                         Message::Ping(_) | Message::Pong(_) => {}
                         Message::Close(_) => {
@@ -403,6 +402,54 @@ pub async fn deliver_prefetch(state: AppState, session: String, need: PrefetchNe
     };
     if let Some(peer) = state.control().table().peer(&session, &need.device) {
         peer.send(Utf8Bytes::from(message.to_json()));
+    }
+}
+
+/// Why a connection ends: the close frame to send, if any.
+type Ending = Option<(u16, &'static str)>;
+
+/// Writes one queued message. A socket that does not drain blocks the write; the queue
+/// meanwhile overflows, which ends the wait at once rather than at the deadline.
+async fn deliver(
+    socket: &mut WebSocket,
+    inbox: &mut PeerInbox,
+    text: Utf8Bytes,
+    deadline: Duration,
+    peer: u64,
+) -> Result<(), Ending> {
+    tokio::select! {
+        written = write(socket, Message::Text(text), deadline) => {
+            if written { Ok(()) } else { Err(None) }
+        }
+        () = inbox.overflow.notified() => {
+            tracing::info!(peer, "control: closing a client that does not read");
+            Err(Some((close_code::POLICY, "send queue full")))
+        }
+    }
+}
+
+/// Runs `command` to its end while writing what is queued meanwhile. When the socket fails
+/// or the queue overflows, the command still runs to its end (it may be halfway through a
+/// write to Redis), and then the connection ends.
+async fn drain_while(
+    socket: &mut WebSocket,
+    inbox: &mut PeerInbox,
+    deadline: Duration,
+    peer: u64,
+    command: impl Future<Output = ()>,
+) -> Result<(), Ending> {
+    tokio::pin!(command);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut command => return Ok(()),
+            Some(text) = inbox.queue.recv() => {
+                if let Err(close) = deliver(socket, inbox, text, deadline, peer).await {
+                    command.await;
+                    return Err(close);
+                }
+            }
+        }
     }
 }
 
