@@ -397,11 +397,12 @@ async fn a_client_that_never_reads_is_dropped_and_holds_up_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_commands_is_answered_in_full_however_short_the_send_queue() {
-    // The queue holds 4 messages: a burst of 200 commands sent without reading replies must
-    // still be answered one state each, as the server writes each reply before it reads on.
+    // The queue holds 1 KB, about four of these states: a burst of 200 commands sent without
+    // reading must still be answered one state each, as the server writes each reply before
+    // it reads on.
     let (_, _, server) = two_tracks(|c| {
         let mut c = c.with_control(&[], 15, 1000).unwrap();
-        c.control.send_queue = 4;
+        c.control.send_queue_bytes = 1024;
         c
     })
     .await;

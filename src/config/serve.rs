@@ -266,8 +266,8 @@ pub struct ControlConfig {
     pub heartbeat: Duration,
     /// Sustained commands per second per connection (twice that as a burst).
     pub commands_per_second: u32,
-    /// Messages a connection may have waiting to be sent before it counts as too slow.
-    pub send_queue: usize,
+    /// Bytes a connection may have waiting to be sent before it counts as not reading.
+    pub send_queue_bytes: usize,
     /// Whether `/ws/echo` (a WebSocket echo for the Autobahn conformance cases) is served.
     pub conformance_echo: bool,
     /// Redis URL of the bus that shares sessions between origins (`None`: in-process).
@@ -286,7 +286,7 @@ impl Default for ControlConfig {
             allowed_origins: Vec::new(),
             heartbeat: Duration::from_secs(15),
             commands_per_second: 20,
-            send_queue: 64,
+            send_queue_bytes: 1 << 20,
             conformance_echo: false,
             bus: None,
             bus_key: None,

@@ -130,6 +130,7 @@ impl Connection {
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let mut last_seen = Instant::now();
         let mut shutdown = self.hub.shutdown_signal();
+        let overflow = Arc::clone(&inbox.overflow);
         if *shutdown.borrow_and_update() {
             return Some((close_code::AWAY, "server shutting down"));
         }
@@ -143,11 +144,11 @@ impl Connection {
                         return Some((close_code::AWAY, "server shutting down"));
                     }
                 }
-                () = inbox.overflow.notified() => {
+                () = overflow.notified() => {
                     tracing::info!(peer = self.peer.id(), "control: closing a client that does not read");
                     return Some((close_code::POLICY, "send queue full"));
                 }
-                Some(text) = inbox.queue.recv() => {
+                Some(text) = inbox.recv() => {
                     if let Err(close) = deliver(socket, inbox, text, heartbeat, self.peer.id()).await {
                         return close;
                     }
@@ -443,7 +444,7 @@ async fn drain_while(
         tokio::select! {
             biased;
             () = &mut command => return Ok(()),
-            Some(text) = inbox.queue.recv() => {
+            Some(text) = inbox.recv() => {
                 if let Err(close) = deliver(socket, inbox, text, deadline, peer).await {
                     command.await;
                     return Err(close);

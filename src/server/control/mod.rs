@@ -133,7 +133,7 @@ impl ControlHub {
     /// A new connection's peer handle (registered for broadcasts) and inbox.
     pub fn connect(&self) -> (Peer, peer::PeerInbox) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (peer, inbox) = Peer::new(id, self.config.send_queue);
+        let (peer, inbox) = Peer::new(id, self.config.send_queue_bytes);
         lock(&self.peers).insert(id, peer.clone());
         (peer, inbox)
     }
