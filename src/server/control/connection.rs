@@ -144,10 +144,7 @@ impl Connection {
                         return Some((close_code::AWAY, "server shutting down"));
                     }
                 }
-                () = overflow.notified() => {
-                    tracing::info!(peer = self.peer.id(), "control: closing a client that does not read");
-                    return Some((close_code::POLICY, "send queue full"));
-                }
+                () = overflow.notified() => return not_reading(self.peer.id()),
                 Some(text) = inbox.recv() => {
                     if let Err(close) = deliver(socket, inbox, text, heartbeat, self.peer.id()).await {
                         return close;
@@ -422,11 +419,14 @@ async fn deliver(
         written = write(socket, Message::Text(text), deadline) => {
             if written { Ok(()) } else { Err(None) }
         }
-        () = inbox.overflow.notified() => {
-            tracing::info!(peer, "control: closing a client that does not read");
-            Err(Some((close_code::POLICY, "send queue full")))
-        }
+        () = inbox.overflow.notified() => Err(not_reading(peer)),
     }
+}
+
+/// The end of a connection whose send queue overflowed.
+fn not_reading(peer: u64) -> Ending {
+    tracing::info!(peer, "control: closing a client that does not read");
+    Some((close_code::POLICY, "send queue full"))
 }
 
 /// Runs `command` to its end while writing what is queued meanwhile. When the socket fails

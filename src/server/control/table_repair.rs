@@ -94,40 +94,30 @@ impl SessionTable {
         prefetch.filter(|n| self.peer(id, &n.device).is_some())
     }
 
-    /// Re-reads session `id` from the bus and adopts it if newer; `true` if it was.
-    async fn refresh(&self, id: &str) -> bool {
+    /// Re-reads session `id` from the bus and adopts it if newer.
+    async fn refresh(&self, id: &str) {
         let Some(bus) = self.live_bus() else {
-            return false;
+            return;
         };
         match bus.load(id).await.map(|stored| stored.session) {
             Ok(Some(session)) => {
                 // A diverged copy, or one that does not list this origin's devices as they
                 // are (another origin wrote back its copy after an outage), is reconciled
                 // under the session's lock rather than shown as it is.
-                let verdict = lock(&self.local).get(id).map(|l| {
-                    let newer = session.version() > l.state.version();
-                    (
-                        newer,
-                        !l.diverged && l.lists_own_devices(&session, &self.origin),
-                    )
-                });
-                match verdict {
-                    Some((true, true)) => {
+                let as_is = lock(&self.local)
+                    .get(id)
+                    .filter(|l| session.version() > l.state.version())
+                    .map(|l| !l.diverged && l.lists_own_devices(&session, &self.origin));
+                match as_is {
+                    Some(true) => {
                         self.adopt(id, session, None, None, Stamp::now());
-                        true
                     }
-                    Some((true, false)) => {
-                        self.reconcile(bus, id).await;
-                        true
-                    }
-                    _ => false,
+                    Some(false) => self.reconcile(bus, id).await,
+                    None => {}
                 }
             }
-            Ok(None) => false,
-            Err(e) => {
-                self.degrade(&e);
-                false
-            }
+            Ok(None) => {}
+            Err(e) => self.degrade(&e),
         }
     }
 
@@ -174,11 +164,6 @@ impl SessionTable {
                 s.version() >= mine.version()
             }
         });
-        if stored.version.is_none() {
-            // A session with devices here is touched every sweep: Redis lost its keys since
-            // this origin's beat, the other origins' liveness keys with them.
-            self.hold_judgement();
-        }
         let dead = self
             .dead_origins(bus, winner.as_ref().unwrap_or(&mine))
             .await?;
